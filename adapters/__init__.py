@@ -1,0 +1,1 @@
+"""Thin adapters between chat platforms and the core's ``MeetingService``."""

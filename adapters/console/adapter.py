@@ -1,0 +1,74 @@
+"""Console adapter: the embedded default when no chat platform is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+from bot.commands.grammar import Mention
+from bot.commands.handler import CommandHandler
+from bot.core.models import UserRef
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "console"
+WORKSPACE = "local"
+PREFIX = "/meet"
+
+
+async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
+    """Lines from stdin without blocking the event loop (a daemon thread does the reading,
+    so a pending read never holds up shutdown)."""
+    source = sys.stdin if stream is None else stream
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def pump() -> None:
+        try:
+            for line in source:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="console-stdin", daemon=True).start()
+    while (line := await queue.get()) is not None:
+        yield line
+
+
+class ConsoleAdapter:
+    def __init__(self, handler: CommandHandler, user_id: str, out: TextIO) -> None:
+        self._handler = handler
+        self._user = UserRef(PLATFORM, WORKSPACE, user_id, user_id)
+        self._out = out
+
+    def _print(self, text: str) -> None:
+        print(text, file=self._out, flush=True)
+
+    @staticmethod
+    async def _resolve(mention: Mention) -> UserRef:
+        return UserRef(PLATFORM, WORKSPACE, mention.user_id, mention.label or mention.user_id)
+
+    async def handle_line(self, line: str) -> None:
+        text = line.strip()
+        if not text:
+            return
+        head, _, rest = text.partition(" ")
+        if head.lower() != PREFIX:
+            self._print("Commands start with /meet (try /meet help).")
+            return
+        outcome = await self._handler.handle(self._user, rest, self._resolve)
+        self._print(outcome.reply)
+        for invitation in outcome.invitations:
+            self._print(f"DM to @{invitation.to.user_id}: {invitation.invite.link.reveal()}")
+
+    async def run(self, lines: AsyncIterator[str]) -> None:
+        self._print(f"Conclave console: you are @{self._user.user_id}. Type /meet help.")
+        async for line in lines:
+            await self.handle_line(line)
+        log.info("console input closed; the server keeps running (stop it with Ctrl-C)")

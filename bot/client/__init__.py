@@ -1,0 +1,1 @@
+"""The Python participant: ``conclave join LINK``."""

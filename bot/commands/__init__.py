@@ -1,0 +1,1 @@
+"""The `/meet` command language, parsed and rendered once for every chat platform."""

@@ -1,0 +1,95 @@
+"""Run a parsed `/meet` command against the service and say what happened.
+
+Adapters call ``CommandHandler.handle`` and then deliver what it returns: a reply for the
+caller and the invitations to send by direct message.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.commands import grammar, render
+from bot.core.models import IssuedInvite, Room, UserRef
+from bot.core.service import MeetingService
+from bot.errors import ConclaveError
+
+log = logging.getLogger(__name__)
+
+Resolver = Callable[[grammar.Mention], Awaitable[UserRef]]
+
+
+@dataclass(frozen=True)
+class Invitation:
+    """One direct message to send: whom to, and the invite (with its secret link)."""
+
+    to: UserRef
+    invite: IssuedInvite
+    room: Room
+
+    def text(self) -> str:
+        return render.invitation(self.invite, self.room, self.invite.link.reveal())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: str
+    invitations: tuple[Invitation, ...] = ()
+    ok: bool = True
+
+
+class CommandHandler:
+    def __init__(self, service: MeetingService, clock: Clock) -> None:
+        self._service = service
+        self._clock = clock
+
+    def parse(self, text: str) -> grammar.Command:
+        return grammar.parse(text, max_invitees=self._service.policy.max_invitees)
+
+    async def handle(self, actor: UserRef, text: str, resolve: Resolver) -> Outcome:
+        try:
+            return await self._run(actor, self.parse(text), resolve)
+        except ConclaveError as err:
+            return Outcome(reply=render.error(err), ok=False)
+        except Exception:
+            log.exception("command failed")
+            return Outcome(reply=render.INTERNAL_ERROR, ok=False)
+
+    async def _run(self, actor: UserRef, command: grammar.Command, resolve: Resolver) -> Outcome:
+        svc = self._service
+        match command:
+            case grammar.Help():
+                return Outcome(reply=render.HELP)
+            case grammar.ListRooms():
+                return Outcome(reply=render.room_list(await svc.rooms_of(actor)))
+            case grammar.LockRoom(room_id):
+                return Outcome(reply=render.state_changed(await svc.lock(actor, room_id)))
+            case grammar.UnlockRoom(room_id):
+                return Outcome(reply=render.state_changed(await svc.unlock(actor, room_id)))
+            case grammar.EndRoom(room_id):
+                return Outcome(reply=render.state_changed(await svc.end(actor, room_id)))
+            case grammar.InviteMore(room_id, mentions):
+                users = [await resolve(m) for m in mentions]
+                issued = await svc.invite(actor, room_id, users)
+                room = await svc.get_room(room_id)
+                assert room is not None
+                return Outcome(
+                    reply=render.invited(room, issued),
+                    invitations=tuple(
+                        Invitation(u, i, room) for u, i in zip(users, issued, strict=True)
+                    ),
+                )
+            case grammar.CreateRoom(mentions, topic, lobby, ttl):
+                users = [await resolve(m) for m in mentions]
+                made = await svc.create_room(actor, users, topic, lobby, ttl)
+                invitations = [
+                    Invitation(u, i, made.room) for u, i in zip(users, made.invites, strict=True)
+                ]
+                invitations.append(Invitation(actor, made.host_invite, made.room))
+                return Outcome(
+                    reply=render.created(made.room, made.invites, self._clock.now()),
+                    invitations=tuple(invitations),
+                )
+        raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover

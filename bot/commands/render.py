@@ -1,0 +1,86 @@
+"""Words for people: the replies every adapter shows, in text that reads well on any platform."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from bot.core.models import IssuedInvite, Room, RoomState, RoomSummary
+from bot.durations import format_duration
+from bot.errors import ConclaveError
+
+HELP = """\
+Conclave starts end-to-end-encrypted video meetings. Commands:
+  /meet @ana @ben Weekly sync   start a meeting and send each person a one-time link by DM
+      add `lobby` to admit guests yourself, `ttl=2h` to set how long the room lives
+  /meet invite ROOM @user ...   invite more people to a room you host
+  /meet lock ROOM               let nobody new in (unlock with /meet unlock ROOM)
+  /meet end ROOM                end the meeting and revoke every link
+  /meet list                    the rooms you host
+Each link works once, for the person it was sent to; keep it to yourself."""
+
+
+def when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def names(invites: Sequence[IssuedInvite]) -> str:
+    return ", ".join(i.invite.display_name for i in invites)
+
+
+def created(room: Room, invites: Sequence[IssuedInvite], now: float) -> str:
+    lobby = "on (you admit guests)" if room.lobby else "off"
+    people = f"{names(invites)} and you" if invites else "you (invite others with /meet invite)"
+    return (
+        f'Meeting "{room.topic}" is ready: room `{room.id}`, open for '
+        f"{format_duration(room.expires_at - now)} (until {when(room.expires_at)}), "
+        f"lobby {lobby}.\n"
+        f"One-time links go by direct message to {people}.\n"
+        f"Host controls: /meet invite {room.id} @user · /meet lock {room.id} · /meet end {room.id}"
+    )
+
+
+def invited(room: Room, invites: Sequence[IssuedInvite]) -> str:
+    return f'Invited {names(invites)} to "{room.topic}" (`{room.id}`); links go by direct message.'
+
+
+def state_changed(room: Room) -> str:
+    if room.state is RoomState.ENDED:
+        return f'Ended "{room.topic}" (`{room.id}`): everyone is out and every link is revoked.'
+    if room.state is RoomState.LOCKED:
+        return f'Locked "{room.topic}" (`{room.id}`): nobody new can join until you unlock it.'
+    return f'Unlocked "{room.topic}" (`{room.id}`): invited people can join again.'
+
+
+def room_list(rooms: Sequence[RoomSummary]) -> str:
+    if not rooms:
+        return "You host no open meetings. Start one with /meet @someone Topic."
+    lines = ["Meetings you host:"]
+    for s in rooms:
+        lobby = ", lobby" if s.room.lobby else ""
+        lines.append(
+            f'  `{s.room.id}` "{s.room.topic}": {s.room.state.value}{lobby}, '
+            f"{s.joined} joined of {s.invited} invited, until {when(s.room.expires_at)}"
+        )
+    return "\n".join(lines)
+
+
+def invitation(invite: IssuedInvite, room: Room, link: str) -> str:
+    """The text of the DM that carries a link (the link is passed in, revealed, by the sender)."""
+    who = (
+        "You are the host of"
+        if invite.invite.role.value == "host"
+        else (f"{room.host_name} invites you to")
+    )
+    return (
+        f'{who} the end-to-end-encrypted meeting "{room.topic}".\n'
+        f"Join securely: {link}\n"
+        f"This link is yours alone, works once and expires {when(invite.invite.expires_at)}."
+    )
+
+
+def error(err: ConclaveError) -> str:
+    return str(err)
+
+
+INTERNAL_ERROR = "Sorry, something went wrong on our side; the problem has been logged."

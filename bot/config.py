@@ -1,0 +1,268 @@
+"""Settings: embedded defaults, then a TOML file, then ``CONCLAVE_<SECTION>_<KEY>`` variables.
+
+Every key is declared once, here, with its type and check; an invalid value raises
+``ConfigError`` naming the key. ``config/conclave.example.toml`` documents each key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+from urllib.parse import urlsplit
+
+from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
+from bot.durations import format_duration, parse_duration
+from bot.errors import ConfigError
+from bot.secret import Secret
+
+ENV_PREFIX = "CONCLAVE_"
+CONFIG_PATH_ENV = "CONCLAVE_CONFIG"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+Check = Callable[[Any], str | None]
+
+
+def _spec(default: Any, *, duration: bool = False, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"duration": duration, "check": check})
+
+
+def _between(low: int, high: int) -> Check:
+    return lambda v: None if low <= v <= high else f"must be from {low} to {high}"
+
+
+def _ttl(v: int) -> str | None:
+    return None if v >= MIN_TTL_SECONDS else f"must be at least {format_duration(MIN_TTL_SECONDS)}"
+
+
+def _non_empty(v: str) -> str | None:
+    return None if v.strip() else "must not be empty"
+
+
+def _public_url(v: str) -> str | None:
+    if not v:
+        return None
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL, e.g. https://meet.example.com"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment"
+    return None
+
+
+def _level(v: str) -> str | None:
+    return None if v.lower() in LOG_LEVELS else f"must be one of {', '.join(LOG_LEVELS)}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = _spec("127.0.0.1", check=_non_empty)
+    port: int = _spec(8080, check=_between(1, 65535))
+    public_url: str = _spec("", check=_public_url)
+
+    @property
+    def base_url(self) -> str:
+        """Where people reach this server; links are built on it."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = self.host
+        try:
+            if ipaddress.ip_address(host).version == 6:
+                host = f"[{host}]"
+        except ValueError:
+            pass
+        if host in ("0.0.0.0", "[::]"):  # noqa: S104 - naming the wildcard, not binding it
+            host = "127.0.0.1"
+        return f"http://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    path: str = _spec("./data/conclave.db", check=_non_empty)
+
+
+@dataclass(frozen=True)
+class MeetingSettings:
+    default_ttl: int = _spec(24 * 3600, duration=True, check=_ttl)
+    max_ttl: int = _spec(7 * 24 * 3600, duration=True, check=_ttl)
+    invite_ttl: int = _spec(24 * 3600, duration=True, check=_ttl)
+    max_invitees: int = _spec(25, check=_between(1, 100))
+    sweep_interval: int = _spec(30, duration=True, check=_between(1, 3600))
+
+    def policy(self) -> MeetingPolicy:
+        return MeetingPolicy(
+            default_ttl=self.default_ttl,
+            max_ttl=self.max_ttl,
+            invite_ttl=self.invite_ttl,
+            max_invitees=self.max_invitees,
+        )
+
+
+@dataclass(frozen=True)
+class SignalingSettings:
+    hello_timeout: int = _spec(10, duration=True, check=_between(1, 300))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = _spec("info", check=_level)
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    user: str = _spec("host", check=_non_empty)
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    meetings: MeetingSettings = field(default_factory=MeetingSettings)
+    signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    source: str = "embedded defaults"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: f.type if isinstance(f.type, type) else get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings)
+    if f.name != "source"
+}
+
+
+def _coerce(key: str, kind: Any, duration: bool, raw: Any) -> Any:
+    got = f"(got {raw!r})" if not isinstance(raw, Secret) else ""
+    if duration:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str):
+            try:
+                return parse_duration(raw)
+            except ValueError as exc:
+                raise ConfigError(key, str(exc)) from None
+        raise ConfigError(key, f"must be a duration such as 30s, 15m or 24h {got}")
+    if kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            return int(raw)
+        raise ConfigError(key, f"must be a whole number {got}")
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return raw.lower() in ("true", "1", "yes")
+        raise ConfigError(key, f"must be true or false {got}")
+    if kind is Secret:
+        if isinstance(raw, str):
+            return Secret(raw)
+        raise ConfigError(key, "must be a string")
+    if kind is str:
+        if isinstance(raw, str):
+            return raw
+        raise ConfigError(key, f"must be a string {got}")
+    raise ConfigError(key, f"has an unsupported type {kind!r}")  # pragma: no cover
+
+
+def _build(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
+    hints = get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{section}.{name}", f"unknown key; known: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, f in known.items():
+        key = f"{section}.{name}"
+        value = (
+            _coerce(key, hints[name], f.metadata["duration"], values[name])
+            if name in values
+            else f.default
+        )
+        check: Check | None = f.metadata["check"]
+        if check is not None and (problem := check(value)) is not None:
+            shown = "" if isinstance(value, Secret) else f" (got {values.get(name, value)!r})"
+            raise ConfigError(key, problem + shown)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    names = {
+        f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}": (section, f.name)
+        for section, cls in _SECTIONS.items()
+        for f in dataclasses.fields(cls)
+    }
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == CONFIG_PATH_ENV:
+            continue
+        if var not in names:
+            raise ConfigError(var, "is not a Conclave setting (see config/conclave.example.toml)")
+        section, key = names[var]
+        overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then the TOML file at ``path`` (if any), then environment overrides."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_PATH_ENV):
+        path = env[CONFIG_PATH_ENV]
+    data: dict[str, Any] = {}
+    source = "embedded defaults"
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(str(p), "config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(str(p), f"cannot read the config file: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(str(p), f"is not valid TOML: {exc}") from None
+        source = str(p)
+    for section, value in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(section, f"unknown section; known: {', '.join(_SECTIONS)}")
+        if not isinstance(value, dict):
+            raise ConfigError(section, "must be a table, e.g. [server]")
+    overrides = _env_overrides(env)
+    sections = {
+        name: _build(name, cls, {**data.get(name, {}), **overrides.get(name, {})})
+        for name, cls in _SECTIONS.items()
+    }
+    settings = Settings(**sections, source=source)
+    m = settings.meetings
+    if m.default_ttl > m.max_ttl:
+        raise ConfigError("meetings.default_ttl", "must not be longer than meetings.max_ttl")
+    return settings
+
+
+def describe(settings: Settings) -> str:
+    """The effective settings as TOML, secrets redacted."""
+    lines = [f"# effective settings (from {settings.source} and the environment)"]
+    for section in _SECTIONS:
+        lines.append(f"\n[{section}]")
+        obj = getattr(settings, section)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.metadata["duration"]:
+                shown = f'"{format_duration(value)}"'
+            elif isinstance(value, Secret):
+                shown = f'"{value}"' if value else '""'
+            elif isinstance(value, bool):
+                shown = "true" if value else "false"
+            elif isinstance(value, int):
+                shown = str(value)
+            else:
+                shown = f'"{value}"'
+            lines.append(f"{f.name} = {shown}")
+    return "\n".join(lines)

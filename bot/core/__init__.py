@@ -1,0 +1,1 @@
+"""The platform-neutral core: rooms, invites, admission policy and the audit trail."""

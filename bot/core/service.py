@@ -1,0 +1,264 @@
+"""``MeetingService``: the one API every adapter and the signaling hub call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from bot.clock import Clock
+from bot.core.events import EventBus, RoomEnded, RoomLockChanged
+from bot.core.links import make_link, split_credential, split_resume_token
+from bot.core.models import (
+    Admission,
+    CreatedRoom,
+    Invite,
+    InviteState,
+    IssuedInvite,
+    ParticipantState,
+    Role,
+    Room,
+    RoomState,
+    RoomSummary,
+    UserRef,
+)
+from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
+from bot.durations import format_duration
+from bot.errors import (
+    BadResumeToken,
+    CommandError,
+    NotHost,
+    TooManyInvitees,
+    UnknownRoom,
+)
+from bot.errors import (
+    RoomEnded as RoomEndedError,
+)
+from bot.secret import Secret
+from bot.store.base import Store, SweepResult
+from bot.tokens import (
+    hash_secret,
+    new_invite_id,
+    new_participant_id,
+    new_room_id,
+    new_secret,
+    secret_matches,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _actor(user: UserRef) -> str:
+    return f"{user.platform}:{user.workspace}:{user.user_id}"
+
+
+class MeetingService:
+    def __init__(
+        self,
+        store: Store,
+        policy: MeetingPolicy,
+        public_url: str,
+        clock: Clock,
+        events: EventBus | None = None,
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._public_url = public_url.rstrip("/")
+        self._clock = clock
+        self.events = events or EventBus()
+
+    @property
+    def policy(self) -> MeetingPolicy:
+        return self._policy
+
+    # --- hosting -------------------------------------------------------------------------
+
+    async def create_room(
+        self,
+        host: UserRef,
+        invitees: Sequence[UserRef] = (),
+        topic: str = "",
+        lobby: bool = False,
+        ttl: int | None = None,
+    ) -> CreatedRoom:
+        ttl = self._policy.default_ttl if ttl is None else ttl
+        if ttl < MIN_TTL_SECONDS or ttl > self._policy.max_ttl:
+            raise CommandError(
+                f"A meeting can last from {format_duration(MIN_TTL_SECONDS)} to "
+                f"{format_duration(self._policy.max_ttl)}; {format_duration(ttl)} is out of range."
+            )
+        topic = " ".join(topic.split()) or self._policy.default_topic
+        if len(topic) > self._policy.max_topic_length:
+            raise CommandError(
+                f"The topic is {len(topic)} characters; the limit is "
+                f"{self._policy.max_topic_length}."
+            )
+        self._check_invitees(host, invitees)
+        now = self._clock.now()
+        room = Room(
+            id=new_room_id(),
+            topic=topic,
+            platform=host.platform,
+            workspace=host.workspace,
+            host_user_id=host.user_id,
+            host_name=host.display_name,
+            state=RoomState.OPEN,
+            lobby=lobby,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        host_issued = self._issue(room, host, Role.HOST, now)
+        guests = [self._issue(room, user, Role.GUEST, now) for user in invitees]
+        await self._store.create_room(
+            room, [host_issued.invite, *(g.invite for g in guests)], _actor(host)
+        )
+        log.info("room %s created by %s with %d invitees", room.id, _actor(host), len(guests))
+        return CreatedRoom(room=room, host_invite=host_issued, invites=tuple(guests))
+
+    async def invite(
+        self, actor: UserRef, room_id: str, invitees: Sequence[UserRef]
+    ) -> tuple[IssuedInvite, ...]:
+        room = await self._hosted_room(actor, room_id, "invite people to")
+        if not invitees:
+            raise CommandError("Say whom to invite, e.g. `/meet invite ROOM @ana`.")
+        self._check_invitees(actor, invitees)
+        existing = {
+            inv.user_id
+            for inv in await self._store.invites_for_room(room.id)
+            if inv.state in (InviteState.ISSUED, InviteState.REDEEMED)
+        }
+        already = [u.display_name for u in invitees if u.user_id in existing]
+        if already:
+            raise CommandError(f"Already invited to this meeting: {', '.join(already)}.")
+        now = self._clock.now()
+        issued = tuple(self._issue(room, user, Role.GUEST, now) for user in invitees)
+        await self._store.add_invites(room.id, [i.invite for i in issued], _actor(actor), now)
+        return issued
+
+    async def lock(self, actor: UserRef, room_id: str) -> Room:
+        return await self._set_lock(actor, room_id, locked=True)
+
+    async def unlock(self, actor: UserRef, room_id: str) -> Room:
+        return await self._set_lock(actor, room_id, locked=False)
+
+    async def end(self, actor: UserRef, room_id: str) -> Room:
+        room = await self._hosted_room(actor, room_id, "end")
+        await self._store.end_room(room.id, _actor(actor), self._clock.now(), "ended by host")
+        await self.events.publish(RoomEnded(room.id, "ended by host"))
+        ended = await self._store.get_room(room.id)
+        assert ended is not None
+        return ended
+
+    async def rooms_of(self, actor: UserRef) -> list[RoomSummary]:
+        return await self._store.rooms_hosted_by(
+            actor.platform, actor.workspace, actor.user_id, self._clock.now()
+        )
+
+    # --- admission -----------------------------------------------------------------------
+
+    async def redeem(self, room_id: str, credential: str) -> Admission:
+        """Spend an invite (``<invite_id>.<secret>``) for a seat in ``room_id``."""
+        invite_id, secret = split_credential(credential)
+        resume_secret = new_secret()
+        participant_id = new_participant_id()
+        room, participant = await self._store.redeem_invite(
+            room_id,
+            invite_id,
+            hash_secret(secret),
+            participant_id,
+            hash_secret(resume_secret),
+            self._clock.now(),
+        )
+        log.info("invite %s redeemed in room %s as %s", invite_id, room_id, participant.id)
+        return Admission(
+            room=room,
+            participant=participant,
+            resume_token=Secret(f"{participant.id}.{resume_secret.reveal()}"),
+        )
+
+    async def resume(self, token: str) -> Admission:
+        """Readmit a participant whose connection dropped; valid until the room ends."""
+        participant_id, secret = split_resume_token(token)
+        found = await self._store.find_session(participant_id)
+        if found is None or not secret_matches(secret, found[1].resume_hash):
+            raise BadResumeToken()
+        room, participant = found
+        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+            raise RoomEndedError(room.id)
+        if participant.state is not ParticipantState.ACTIVE:
+            raise BadResumeToken()
+        return Admission(room=room, participant=participant, resume_token=Secret(token.strip()))
+
+    # --- housekeeping --------------------------------------------------------------------
+
+    async def sweep(self) -> SweepResult:
+        result = await self._store.sweep(self._clock.now())
+        for room_id in result.ended_rooms:
+            await self.events.publish(RoomEnded(room_id, "expired"))
+        if result.ended_rooms or result.expired_invites:
+            log.info(
+                "sweeper expired %d rooms and %d invites",
+                len(result.ended_rooms),
+                result.expired_invites,
+            )
+        return result
+
+    async def get_room(self, room_id: str) -> Room | None:
+        return await self._store.get_room(room_id)
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _issue(self, room: Room, user: UserRef, role: Role, now: float) -> IssuedInvite:
+        secret = new_secret()
+        invite = Invite(
+            id=new_invite_id(),
+            room_id=room.id,
+            user_id=user.user_id,
+            display_name=user.display_name,
+            role=role,
+            state=InviteState.ISSUED,
+            created_at=now,
+            expires_at=min(now + self._policy.invite_ttl, room.expires_at),
+            secret_hash=hash_secret(secret),
+        )
+        return IssuedInvite(
+            invite=invite, link=make_link(self._public_url, room.id, invite.id, secret)
+        )
+
+    def _check_invitees(self, host: UserRef, invitees: Sequence[UserRef]) -> None:
+        if len(invitees) > self._policy.max_invitees:
+            raise TooManyInvitees(len(invitees), self._policy.max_invitees)
+        seen: set[str] = set()
+        for user in invitees:
+            if user.user_id == host.user_id:
+                raise CommandError(
+                    "You don't need to invite yourself: as the host you get your own link."
+                )
+            if user.user_id in seen:
+                raise CommandError(f"{user.display_name} is mentioned more than once.")
+            seen.add(user.user_id)
+
+    async def _hosted_room(self, actor: UserRef, room_id: str, action: str) -> Room:
+        room = await self._store.get_room(room_id)
+        # A room from another workspace is reported as unknown: ids must not confirm existence.
+        if room is None or (room.platform, room.workspace) != (actor.platform, actor.workspace):
+            raise UnknownRoom(room_id)
+        if not room.is_hosted_by(actor):
+            raise NotHost(room.id, action)
+        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+            raise RoomEndedError(room.id)
+        return room
+
+    async def _set_lock(self, actor: UserRef, room_id: str, *, locked: bool) -> Room:
+        room = await self._hosted_room(actor, room_id, "lock" if locked else "unlock")
+        expected, new = (
+            (RoomState.OPEN, RoomState.LOCKED) if locked else (RoomState.LOCKED, RoomState.OPEN)
+        )
+        changed = await self._store.set_room_state(
+            room.id, expected, new, _actor(actor), self._clock.now()
+        )
+        if not changed:
+            raise CommandError(f"Room {room.id} is already {'locked' if locked else 'unlocked'}.")
+        await self.events.publish(RoomLockChanged(room.id, locked))
+        updated = await self._store.get_room(room.id)
+        assert updated is not None
+        return updated

@@ -1,0 +1,17 @@
+"""Process-wide logging set-up, done once by the CLI."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+
+def configure(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        force=True,
+    )
+    # aiosqlite's DEBUG lines echo every statement's parameters: hashes and ids, but noise.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))

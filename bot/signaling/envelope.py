@@ -1,0 +1,47 @@
+"""The signaling message envelope: one JSON object per websocket text message.
+
+Every message is ``{"type": "<kind>", ...}``. The size limit is checked on the raw bytes before
+any parsing, and a type this side does not know is rejected rather than ignored, so that later
+message kinds (SDP, key transport) slot in by being added to the receiver's list.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any, Final
+
+from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
+
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+_MAX_TYPE_LENGTH: Final = 32
+
+
+def encode(kind: str, **fields: Any) -> str:
+    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
+
+
+def decode(raw: str | bytes, accepted: Collection[str]) -> dict[str, Any]:
+    """Parse one message whose type must be in ``accepted``; ProtocolError otherwise."""
+    size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+    if size > MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(size, MAX_MESSAGE_BYTES)
+    try:
+        message = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ProtocolError("Message is not valid JSON.") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("Message must be a JSON object.")
+    kind = message.get("type")
+    if not isinstance(kind, str) or not kind or len(kind) > _MAX_TYPE_LENGTH:
+        raise ProtocolError("Message has no valid 'type' field.")
+    if kind not in accepted:
+        raise UnknownMessageType(kind)
+    return message
+
+
+def text_field(message: dict[str, Any], name: str, *, max_length: int = 256) -> str:
+    value = message.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise ProtocolError(f"Field {name!r} must be a non-empty string.")
+    return value

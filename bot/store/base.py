@@ -1,0 +1,86 @@
+"""The storage contract the core relies on.
+
+Every method that changes more than one row does so in one transaction; the conditional
+updates that decide races (redemption, state changes) live behind this seam so that another
+database can implement them with the same guarantees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.core.models import (
+    AuditEvent,
+    Invite,
+    InviteState,
+    Participant,
+    Room,
+    RoomState,
+    RoomSummary,
+)
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    ended_rooms: tuple[str, ...]
+    expired_invites: int
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def create_room(self, room: Room, invites: Sequence[Invite], actor: str) -> None:
+        """Insert the room, its invites and their audit events atomically."""
+
+    async def add_invites(
+        self, room_id: str, invites: Sequence[Invite], actor: str, now: float
+    ) -> None:
+        """Add invites to a room that is not ended; raises RoomEnded or UnknownRoom."""
+
+    async def get_room(self, room_id: str) -> Room | None: ...
+
+    async def get_invite(self, invite_id: str) -> Invite | None: ...
+
+    async def invites_for_room(self, room_id: str) -> list[Invite]: ...
+
+    async def participants_for_room(self, room_id: str) -> list[Participant]: ...
+
+    async def rooms_hosted_by(
+        self, platform: str, workspace: str, user_id: str, now: float
+    ) -> list[RoomSummary]:
+        """Rooms this user hosts that have not ended, newest first."""
+
+    async def set_room_state(
+        self, room_id: str, expected: RoomState, new: RoomState, actor: str, now: float
+    ) -> bool:
+        """Move a room from ``expected`` to ``new``; False if it was not in ``expected``."""
+
+    async def end_room(self, room_id: str, actor: str, now: float, reason: str) -> bool:
+        """End the room and revoke its issued invites and active sessions; False if ended."""
+
+    async def redeem_invite(
+        self,
+        room_id: str,
+        invite_id: str,
+        secret_hash: bytes,
+        participant_id: str,
+        resume_hash: bytes,
+        now: float,
+    ) -> tuple[Room, Participant]:
+        """Spend an invite and create its session, or raise the admission error that applies.
+
+        Of any number of concurrent callers for one invite, exactly one succeeds.
+        """
+
+    async def find_session(self, participant_id: str) -> tuple[Room, Participant] | None: ...
+
+    async def sweep(self, now: float) -> SweepResult:
+        """Expire rooms and invites past their expiry."""
+
+    async def audit_log(self, room_id: str | None = None) -> list[AuditEvent]: ...
+
+    async def count_invites(self, room_id: str, state: InviteState) -> int: ...

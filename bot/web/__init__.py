@@ -1,0 +1,1 @@
+"""The aiohttp web server: health check, join page and the signaling websocket."""

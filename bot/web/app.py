@@ -1,0 +1,50 @@
+"""Build the aiohttp application from the parts the composition root made."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from bot.signaling.hub import Hub
+from bot.web.join_page import render_join_page
+
+_ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    # Nothing here should ever leak a URL onward, be framed, or be sniffed as another type.
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def create_app(hub: Hub, base_url: str) -> web.Application:
+    app = web.Application(middlewares=[security_headers])
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def join_page(request: web.Request) -> web.Response:
+        room_id = request.match_info["room_id"]
+        if not _ROOM_ID.match(room_id):
+            raise web.HTTPNotFound(text="No such meeting link.")
+        response = web.Response(
+            text=render_join_page(base_url, room_id), content_type="text/html", charset="utf-8"
+        )
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+        )
+        return response
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/j/{room_id}", join_page)
+    app.router.add_get("/ws", hub.handle)
+    return app

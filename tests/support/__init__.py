@@ -1,0 +1,1 @@
+"""Test doubles and helpers shared by the suite (fakes, never mocks of our own code)."""

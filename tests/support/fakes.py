@@ -1,0 +1,28 @@
+"""Fakes that stand in for the world: a clock the test moves by hand."""
+
+from __future__ import annotations
+
+import socket
+
+from bot.core.models import UserRef
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self._now = start
+
+    def now(self) -> float:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def user(name: str, workspace: str = "local", platform: str = "console") -> UserRef:
+    return UserRef(platform, workspace, name, name.capitalize())

@@ -1,0 +1,107 @@
+"""The `/meet` grammar, shared by every adapter."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.commands.grammar import (
+    CreateRoom,
+    EndRoom,
+    Help,
+    InviteMore,
+    ListRooms,
+    LockRoom,
+    Mention,
+    UnlockRoom,
+    parse,
+)
+from bot.errors import CommandError, TooManyInvitees
+
+
+def p(text: str, cap: int = 25) -> object:
+    return parse(text, max_invitees=cap)
+
+
+def test_create_with_mentions_topic_and_options() -> None:
+    assert p("@ana @ben Weekly sync lobby ttl=2h") == CreateRoom(
+        invitees=(Mention("ana", "ana"), Mention("ben", "ben")),
+        topic="Weekly sync",
+        lobby=True,
+        ttl=7200,
+    )
+
+
+def test_every_platform_mention_spelling() -> None:
+    cmd = p("<@U123> <@U456|bea> <@!789> <@42> @cy Plan")
+    assert isinstance(cmd, CreateRoom)
+    assert cmd.invitees == (
+        Mention("U123", None),
+        Mention("U456", "bea"),
+        Mention("789", None),
+        Mention("42", None),
+        Mention("cy", "cy"),
+    )
+    assert cmd.topic == "Plan"
+
+
+def test_topic_only_and_quoted_topic() -> None:
+    assert p('"Board review" @ana') == CreateRoom(
+        (Mention("ana", "ana"),), "Board review", False, None
+    )
+    assert p("Just me") == CreateRoom((), "Just me", False, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("help", Help()),
+        ("HELP", Help()),
+        ("list", ListRooms()),
+        ("lock r00m_-id", LockRoom("r00m_-id")),
+        ("unlock abc", UnlockRoom("abc")),
+        ("end abc", EndRoom("abc")),
+        ("invite abc @ana <@U1>", InviteMore("abc", (Mention("ana", "ana"), Mention("U1", None)))),
+    ],
+)
+def test_subcommands(text: str, expected: object) -> None:
+    assert p(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "Say whom to meet"),
+        ("   ", "Say whom to meet"),
+        ("lock", "Which room"),
+        ("end a b", "takes one room id"),
+        ("end ../etc", "not a room id"),
+        ("list now", "takes no arguments"),
+        ("invite", "invite ROOM"),
+        ("invite abc", "Say whom to invite"),
+        ("invite abc @ana topic", "Unexpected 'topic'"),
+        ("@ana @ana Sync", "more than once"),
+        ("<@U1> <@U1|ann> Sync", "more than once"),
+        ("@ Sync", "not a mention"),
+        ("<@> Sync", "not a mention"),
+        ("@ana ttl=soon", "Bad ttl"),
+        ("@ana ttl=1h ttl=2h", "only once"),
+    ],
+)
+def test_bad_commands_say_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        p(text)
+
+
+def test_invitee_cap() -> None:
+    mentions = " ".join(f"@u{i}" for i in range(4))
+    assert isinstance(p(mentions, cap=4), CreateRoom)
+    with pytest.raises(TooManyInvitees, match="at most 3"):
+        p(mentions, cap=3)
+    with pytest.raises(TooManyInvitees):
+        p(f"invite room {mentions}", cap=3)
+
+
+def test_unbalanced_quote_does_not_crash() -> None:
+    cmd = p("@ana Bob's sync")
+    assert isinstance(cmd, CreateRoom)
+    assert cmd.topic == "Bob's sync"
