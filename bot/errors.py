@@ -38,7 +38,7 @@ class InviteAlreadyUsed(ConclaveError):
 
     def __init__(self, invite_id: str) -> None:
         super().__init__(
-            "This invite has already been used. Invite links work once; ask the host for a new one."
+            "This invite was already used: invite links work once. Ask the host for a new one."
         )
         self.invite_id = invite_id
 

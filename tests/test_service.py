@@ -48,7 +48,7 @@ async def test_fifty_concurrent_redemptions_one_winner(
     assert len(winners) == 1
     assert len(losers) == 49
     assert all(isinstance(r, InviteAlreadyUsed) for r in losers)
-    assert all("already been used" in str(r) for r in losers)
+    assert all("already used" in str(r) for r in losers)
 
 
 async def test_concurrent_redemptions_across_connections(

@@ -15,14 +15,26 @@ _ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+_SECURITY_HEADERS = {
+    # Nothing here should ever leak a URL onward, be framed, be cached or be sniffed.
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+
+
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    # Nothing here should ever leak a URL onward, be framed, or be sniffed as another type.
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Cache-Control", "no-store")
+    try:
+        response = await handler(request)
+    except web.HTTPException as refusal:
+        # Error responses are raised, not returned; they need the same headers.
+        for name, value in _SECURITY_HEADERS.items():
+            refusal.headers.setdefault(name, value)
+        raise
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 

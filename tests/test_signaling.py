@@ -1,0 +1,620 @@
+"""The signaling websocket, against the real application listening on loopback.
+
+Every refusal is an ``error`` naming its code, then the server closing the connection; every
+refusal leaves the invite unspent and the rest of the room undisturbed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+
+from bot.core.models import InviteState, IssuedInvite, UserRef
+from bot.signaling.envelope import MAX_MESSAGE_BYTES
+from bot.signaling.hub import CLOSE_ENDED, CLOSE_PROTOCOL, CLOSE_REFUSED, WIRE_LIMIT
+from tests.support.fakes import user
+from tests.support.server import (
+    Running,
+    expect_closed,
+    expect_refused,
+    hello_invite,
+    hello_resume,
+    receive_json,
+    receive_until,
+    serve,
+)
+
+HELLO_TIMEOUT = 1
+INVITE_TTL_SECONDS = 3600  # shorter than the room's default day, so invites expire first
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Running]:
+    env = {
+        "CONCLAVE_SIGNALING_HELLO_TIMEOUT": str(HELLO_TIMEOUT),
+        "CONCLAVE_MEETINGS_INVITE_TTL": f"{INVITE_TTL_SECONDS}s",
+    }
+    async with serve(tmp_path, env=env) as running:
+        yield running
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as s:
+        yield s
+
+
+@pytest.fixture
+async def http(stack: AsyncExitStack) -> aiohttp.ClientSession:
+    return await stack.enter_async_context(aiohttp.ClientSession())
+
+
+def credential(issued: IssuedInvite) -> str:
+    """``<invite_id>.<secret>``: the fragment of the link, as a client sends it."""
+    return urlsplit(issued.link.reveal()).fragment
+
+
+@dataclass
+class Meeting:
+    room_id: str
+    host: UserRef
+    invites: dict[str, IssuedInvite]  # by user id; the host's under the host's id
+
+    def cred(self, who: str) -> str:
+        return credential(self.invites[who])
+
+    def invite_id(self, who: str) -> str:
+        return self.invites[who].invite.id
+
+
+async def make_meeting(server: Running, *guests: str, topic: str = "Sync") -> Meeting:
+    host = user("hana")
+    made = await server.app.service.create_room(host, [user(g) for g in guests], topic)
+    invites = {i.invite.user_id: i for i in made.invites}
+    invites[host.user_id] = made.host_invite
+    return Meeting(room_id=made.room.id, host=host, invites=invites)
+
+
+@dataclass
+class Peer:
+    ws: aiohttp.ClientWebSocketResponse
+    welcome: dict[str, Any]
+
+    @property
+    def participant_id(self) -> str:
+        value = self.welcome["participant_id"]
+        assert isinstance(value, str)
+        return value
+
+    async def ping(self) -> None:
+        """Ping, then skip anything else (roster updates) until the pong."""
+        await self.ws.send_str(json.dumps({"type": "ping"}))
+        await receive_until(self.ws, "pong")
+
+
+async def connect(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> aiohttp.ClientWebSocketResponse:
+    return await stack.enter_async_context(http.ws_connect(server.ws_url, max_msg_size=WIRE_LIMIT))
+
+
+async def join(
+    server: Running,
+    http: aiohttp.ClientSession,
+    stack: AsyncExitStack,
+    meeting: Meeting,
+    who: str,
+) -> Peer:
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(meeting.room_id, meeting.cred(who)))
+    welcome = await receive_json(ws)
+    assert welcome["type"] == "welcome", welcome
+    return Peer(ws, welcome)
+
+
+def roster_ids(message: dict[str, Any]) -> list[str]:
+    return [entry["participant_id"] for entry in message["roster"]]
+
+
+async def assert_unspent(server: Running, meeting: Meeting, who: str) -> None:
+    """The invite is still issued: no session row, no redemption in the audit log."""
+    invite_id = meeting.invite_id(who)
+    stored = await server.app.store.get_invite(invite_id)
+    assert stored is not None
+    assert stored.state is InviteState.ISSUED
+    assert stored.redeemed_at is None
+    participants = await server.app.store.participants_for_room(meeting.room_id)
+    assert invite_id not in {p.invite_id for p in participants}
+    audit = await server.app.store.audit_log(meeting.room_id)
+    assert not [
+        e for e in audit if e.event == "invite_redeemed" and e.detail.get("invite") == invite_id
+    ]
+
+
+# --- admission --------------------------------------------------------------------------------
+
+
+async def test_hello_with_a_valid_invite_is_welcomed(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", topic="Weekly sync")
+    ana = await join(server, http, stack, meeting, "ana")
+
+    w = ana.welcome
+    assert w["participant_id"].startswith("p")
+    assert w["name"] == "Ana"
+    assert w["role"] == "guest"
+    assert w["sender_index"] == 1
+    assert w["room"] == {
+        "id": meeting.room_id,
+        "topic": "Weekly sync",
+        "state": "open",
+        "lobby": False,
+    }
+    assert roster_ids(w) == [w["participant_id"]]
+    assert w["roster"][0]["name"] == "Ana"
+    participant_id, dot, secret = w["resume_token"].partition(".")
+    assert participant_id == w["participant_id"] and dot and len(secret) >= 43
+
+    # The redemption is on record: one session, the invite spent.
+    stored = await server.app.store.get_invite(meeting.invite_id("ana"))
+    assert stored is not None and stored.state is InviteState.REDEEMED
+    (participant,) = await server.app.store.participants_for_room(meeting.room_id)
+    assert participant.id == w["participant_id"]
+    assert participant.invite_id == meeting.invite_id("ana")
+
+
+async def test_the_host_invite_joins_as_host(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    host = await join(server, http, stack, meeting, "hana")
+    assert host.welcome["role"] == "host"
+    assert host.welcome["roster"][0]["role"] == "host"
+
+
+async def test_ping_is_answered_with_pong(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    ana = await join(server, http, stack, meeting, "ana")
+    await receive_until(ana.ws, "roster")  # the join's own broadcast
+    await ana.ws.send_str(json.dumps({"type": "ping"}))
+    assert await receive_json(ana.ws) == {"type": "pong"}
+
+
+async def test_each_participant_sees_the_others_join_and_leave(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+    ben = await join(server, http, stack, meeting, "ben")
+
+    both = [ana.participant_id, ben.participant_id]
+    assert roster_ids(ben.welcome) == both
+    seen_by_ana = await receive_until(ana.ws, "roster", lambda m: len(m["roster"]) == 2)
+    assert roster_ids(seen_by_ana) == both
+    assert [e["name"] for e in seen_by_ana["roster"]] == ["Ana", "Ben"]
+    assert [e["sender_index"] for e in seen_by_ana["roster"]] == [1, 2]
+
+    # A third joins: both who were there hear of it.
+    host = await join(server, http, stack, meeting, "hana")
+    all_three = [*both, host.participant_id]
+    for peer in (ana, ben):
+        update = await receive_until(peer.ws, "roster", lambda m: len(m["roster"]) == 3)
+        assert roster_ids(update) == all_three
+
+    # One says bye: the other two hear of it.
+    await ana.ws.send_str(json.dumps({"type": "bye"}))
+    await expect_closed(ana.ws, skip_text=True)
+    for peer in (ben, host):
+        update = await receive_until(peer.ws, "roster", lambda m: len(m["roster"]) == 2)
+        assert roster_ids(update) == [ben.participant_id, host.participant_id]
+
+    # A dropped connection (no bye) is noticed too.
+    await host.ws.close()
+    gone = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 1)
+    assert roster_ids(gone) == [ben.participant_id]
+    assert [e["participant_id"] for e in server.app.hub.roster(meeting.room_id)] == [
+        ben.participant_id
+    ]
+
+
+# --- refusals before admission ----------------------------------------------------------------
+
+Frame = str | bytes
+BadHello = Callable[[Meeting], tuple[Frame, str]]
+
+
+def _pad_over_limit(m: Meeting) -> tuple[Frame, str]:
+    message = {"type": "hello", "room": m.room_id, "invite": m.cred("ana")}
+    message["pad"] = "x" * (MAX_MESSAGE_BYTES + 1024)
+    return json.dumps(message), "too_large"
+
+
+def _forged_secret(m: Meeting) -> tuple[Frame, str]:
+    forged = f"{m.invite_id('ana')}.{secrets.token_urlsafe(32)}"
+    return hello_invite(m.room_id, forged), "bad_invite"
+
+
+BAD_HELLOS: dict[str, BadHello] = {
+    "not_json": lambda m: ("this is not json {", "bad_message"),
+    "json_array": lambda m: (json.dumps(["hello", m.room_id, m.cred("ana")]), "bad_message"),
+    "json_number": lambda m: ("42", "bad_message"),
+    "missing_type": lambda m: (
+        json.dumps({"room": m.room_id, "invite": m.cred("ana")}),
+        "bad_message",
+    ),
+    "type_not_a_string": lambda m: (
+        json.dumps({"type": 7, "room": m.room_id, "invite": m.cred("ana")}),
+        "bad_message",
+    ),
+    "unknown_type_before_admission": lambda m: (json.dumps({"type": "ping"}), "unknown_type"),
+    "binary_frame": lambda m: (hello_invite(m.room_id, m.cred("ana")).encode(), "bad_message"),
+    "over_64_kib": _pad_over_limit,
+    "missing_room": lambda m: (
+        json.dumps({"type": "hello", "invite": m.cred("ana")}),
+        "bad_message",
+    ),
+    "unknown_room": lambda m: (
+        hello_invite("NoSuchRoom0000000000aa", m.cred("ana")),
+        "unknown_room",
+    ),
+    "malformed_invite": lambda m: (hello_invite(m.room_id, "not-an-invite"), "bad_invite"),
+    "invite_without_secret": lambda m: (hello_invite(m.room_id, m.invite_id("ana")), "bad_invite"),
+    "forged_secret": _forged_secret,
+}
+PROTOCOL_ERRORS = {"bad_message", "unknown_type", "too_large"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HELLOS))
+async def test_a_bad_hello_is_refused_and_changes_nothing(
+    case: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+
+    frame, code = BAD_HELLOS[case](meeting)
+    ws = await connect(server, http, stack)
+    if isinstance(frame, bytes):
+        await ws.send_bytes(frame)
+    else:
+        await ws.send_str(frame)
+    error, close_code = await expect_refused(ws, code)
+    assert close_code == (CLOSE_PROTOCOL if code in PROTOCOL_ERRORS else CLOSE_REFUSED)
+    assert meeting.cred("ana").partition(".")[2] not in json.dumps(error)  # never echoed
+
+    await ben.ping()
+    await assert_unspent(server, meeting, "ana")
+    # Unspent means usable: the real invitee still gets in with the same link.
+    ana = await join(server, http, stack, meeting, "ana")
+    assert ana.welcome["name"] == "Ana"
+
+
+async def test_an_invite_for_another_room_is_a_bad_invite(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    room_a = await make_meeting(server, "ana")
+    room_b = await make_meeting(server, "ben")
+    ben = await join(server, http, stack, room_b, "ben")
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(room_b.room_id, room_a.cred("ana")))
+    _, close_code = await expect_refused(ws, "bad_invite")
+    assert close_code == CLOSE_REFUSED
+
+    await ben.ping()
+    await assert_unspent(server, room_a, "ana")
+    assert [p.invite_id for p in await server.app.store.participants_for_room(room_b.room_id)] == [
+        room_b.invite_id("ben")
+    ]
+
+
+async def test_a_used_invite_is_refused_as_already_used(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
+    await expect_refused(ws, "already_used")
+
+    await ana.ping()
+    participants = await server.app.store.participants_for_room(meeting.room_id)
+    assert [p.id for p in participants] == [ana.participant_id]
+    audit = await server.app.store.audit_log(meeting.room_id)
+    assert len([e for e in audit if e.event == "invite_redeemed"]) == 1
+
+
+async def test_an_expired_invite_is_refused(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+
+    server.clock.advance(INVITE_TTL_SECONDS + 1)  # past the invite, well within the room's day
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
+    _, close_code = await expect_refused(ws, "expired")
+    assert close_code == CLOSE_REFUSED
+
+    await ben.ping()
+    await assert_unspent(server, meeting, "ana")
+
+
+async def test_an_invite_one_second_before_expiry_still_works(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    server.clock.advance(INVITE_TTL_SECONDS - 1)
+    ana = await join(server, http, stack, meeting, "ana")
+    assert ana.welcome["name"] == "Ana"
+
+
+async def test_invites_of_an_ended_room_are_revoked(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    elsewhere = await make_meeting(server, "ben")
+    ben = await join(server, http, stack, elsewhere, "ben")
+
+    await server.app.service.end(meeting.host, meeting.room_id)
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
+    _, close_code = await expect_refused(ws, "revoked")
+    assert close_code == CLOSE_REFUSED
+
+    await ben.ping()
+    stored = await server.app.store.get_invite(meeting.invite_id("ana"))
+    assert stored is not None and stored.state is InviteState.REVOKED
+    assert await server.app.store.participants_for_room(meeting.room_id) == []
+
+
+async def test_a_locked_room_admits_nobody_new(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    host = await join(server, http, stack, meeting, "hana")
+
+    await server.app.service.lock(meeting.host, meeting.room_id)
+    assert await receive_until(host.ws, "room") == {"type": "room", "locked": True}
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
+    _, close_code = await expect_refused(ws, "room_locked")
+    assert close_code == CLOSE_REFUSED
+
+    await host.ping()
+    await assert_unspent(server, meeting, "ana")
+
+    # Unlocking lets the same invite in.
+    await server.app.service.unlock(meeting.host, meeting.room_id)
+    ana = await join(server, http, stack, meeting, "ana")
+    assert ana.welcome["room"]["state"] == "open"
+
+
+async def test_no_hello_in_time_is_refused(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    ana = await join(server, http, stack, meeting, "ana")
+
+    silent = await connect(server, http, stack)
+    _, close_code = await expect_refused(silent, "bad_message", timeout=HELLO_TIMEOUT + 10)
+    assert close_code == CLOSE_PROTOCOL
+    await ana.ping()
+
+
+async def test_a_frame_over_the_wire_limit_is_dropped_by_aiohttp(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+
+    ws = await connect(server, http, stack)
+    message = {"type": "hello", "room": meeting.room_id, "invite": meeting.cred("ana")}
+    message["pad"] = "x" * (WIRE_LIMIT + 1024)
+    await ws.send_str(json.dumps(message))
+    close_code = await expect_closed(ws)
+    assert close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009
+
+    await ben.ping()
+    await assert_unspent(server, meeting, "ana")
+
+
+# --- refusals after admission -----------------------------------------------------------------
+
+BadMessage = tuple[Frame, str]
+BAD_SESSION_MESSAGES: dict[str, BadMessage] = {
+    "not_json": ("{{{", "bad_message"),
+    "json_array": ("[]", "bad_message"),
+    "json_null": ("null", "bad_message"),
+    "missing_type": (json.dumps({"kind": "ping"}), "bad_message"),
+    "empty_type": (json.dumps({"type": ""}), "bad_message"),
+    "unknown_type": (json.dumps({"type": "frobnicate"}), "unknown_type"),
+    "hello_again": (json.dumps({"type": "hello", "resume": "x.y"}), "unknown_type"),
+    "binary_frame": (b'{"type": "ping"}', "bad_message"),
+    "over_64_kib": (json.dumps({"type": "ping", "pad": "x" * MAX_MESSAGE_BYTES}), "too_large"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SESSION_MESSAGES))
+async def test_a_bad_message_after_admission_closes_only_that_connection(
+    case: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+    await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 2)
+    await receive_until(ana.ws, "roster", lambda m: len(m["roster"]) == 2)
+
+    frame, code = BAD_SESSION_MESSAGES[case]
+    if isinstance(frame, bytes):
+        await ana.ws.send_bytes(frame)
+    else:
+        await ana.ws.send_str(frame)
+    _, close_code = await expect_refused(ana.ws, code)
+    assert close_code == CLOSE_PROTOCOL
+
+    left = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 1)
+    assert roster_ids(left) == [ben.participant_id]
+    await ben.ping()
+
+
+async def test_a_frame_over_the_wire_limit_after_admission_closes_with_1009(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+
+    await ana.ws.send_str(json.dumps({"type": "ping", "pad": "x" * (WIRE_LIMIT + 1)}))
+    # Anything queued before the close (roster broadcasts) may come first.
+    close_code = await expect_closed(ana.ws, skip_text=True)
+    assert close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG  # 1009
+
+    left = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 1)
+    assert roster_ids(left) == [ben.participant_id]
+    await ben.ping()
+
+
+# --- resume -----------------------------------------------------------------------------------
+
+
+async def test_resume_after_a_drop_keeps_the_participant_id(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+    token = ana.welcome["resume_token"]
+
+    await ana.ws.close()  # the drop
+    await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 1)
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(token))
+    again = await receive_json(ws)
+    assert again["type"] == "welcome"
+    assert again["participant_id"] == ana.participant_id
+    assert again["sender_index"] == ana.welcome["sender_index"]
+    assert again["name"] == "Ana"
+    assert again["room"]["id"] == meeting.room_id
+    assert set(roster_ids(again)) == {ana.participant_id, ben.participant_id}
+    back = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 2)
+    assert ana.participant_id in roster_ids(back)
+
+    # Resuming redeems nothing: still one session per invite.
+    participants = await server.app.store.participants_for_room(meeting.room_id)
+    assert sorted(p.id for p in participants) == sorted([ana.participant_id, ben.participant_id])
+
+
+async def test_a_resume_replaces_a_connection_still_open(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    ana = await join(server, http, stack, meeting, "ana")
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(ana.welcome["resume_token"]))
+    again = await receive_json(ws)
+    assert again["participant_id"] == ana.participant_id
+
+    replaced = await receive_until(ana.ws, "error")
+    assert replaced["code"] == "replaced"
+    await expect_closed(ana.ws)
+    assert roster_ids(again) == [ana.participant_id]  # once, not twice
+
+
+async def test_resume_after_the_room_ends_is_refused(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    ana = await join(server, http, stack, meeting, "ana")
+    token = ana.welcome["resume_token"]
+    await ana.ws.close()
+
+    await server.app.service.end(meeting.host, meeting.room_id)
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(token))
+    message = await receive_json(ws)
+    assert message["type"] == "error"
+    assert message["code"] in ("room_ended", "bad_resume")
+    assert await expect_closed(ws) == CLOSE_REFUSED
+
+
+async def test_resume_after_the_room_expires_is_refused(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana")
+    ana = await join(server, http, stack, meeting, "ana")
+    token = ana.welcome["resume_token"]
+    await ana.ws.close()
+
+    server.clock.advance(server.app.settings.meetings.default_ttl + 1)
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(token))
+    message = await receive_json(ws)
+    assert message["type"] == "error"
+    assert message["code"] in ("room_ended", "bad_resume")
+    await expect_closed(ws)
+
+
+@pytest.mark.parametrize("shape", ["forged_secret", "unknown_participant", "malformed"])
+async def test_a_forged_resume_token_is_refused(
+    shape: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+    ben = await join(server, http, stack, meeting, "ben")
+    token = {
+        "forged_secret": f"{ana.participant_id}.{secrets.token_urlsafe(32)}",
+        "unknown_participant": f"pNoSuchPerson.{secrets.token_urlsafe(32)}",
+        "malformed": "not-a-token",
+    }[shape]
+
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(token))
+    _, close_code = await expect_refused(ws, "bad_resume")
+    assert close_code == CLOSE_REFUSED
+
+    # The real ana was not displaced by the attempt.
+    await ana.ping()
+    await ben.ping()
+    present = {e["participant_id"] for e in server.app.hub.roster(meeting.room_id)}
+    assert present == {ana.participant_id, ben.participant_id}
+
+
+# --- ending -----------------------------------------------------------------------------------
+
+
+async def test_ending_the_room_tells_everyone_and_closes_them(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    other = await make_meeting(server, "cy")
+    ana = await join(server, http, stack, meeting, "ana")
+    ben = await join(server, http, stack, meeting, "ben")
+    cy = await join(server, http, stack, other, "cy")
+
+    await server.app.service.end(meeting.host, meeting.room_id)
+    for peer in (ana, ben):
+        ended = await receive_until(peer.ws, "ended")
+        assert ended == {"type": "ended", "reason": "ended by host"}
+        assert await expect_closed(peer.ws) == CLOSE_ENDED
+
+    assert server.app.hub.roster(meeting.room_id) == []
+    await cy.ping()  # another room is untouched
+    assert [e["participant_id"] for e in server.app.hub.roster(other.room_id)] == [
+        cy.participant_id
+    ]
