@@ -1,23 +1,29 @@
-"""Secret values that cannot leak by accident through repr, str, f-strings or logs."""
+"""Secret values that cannot leak by accident through repr, str, f-strings, logs or pickling."""
 
 from __future__ import annotations
 
 import hmac
-from typing import Final
+from typing import Final, Generic, NoReturn, TypeVar
 
 REDACTED: Final = "**********"
 
+T = TypeVar("T", str, bytes)
 
-class Secret:
-    """Wraps a secret string; only ``reveal()`` gives the value back."""
+
+class Redacted(Generic[T]):
+    """Holds a secret; only ``reveal()`` gives the value back, and equality is constant-time."""
 
     __slots__ = ("_value",)
 
-    def __init__(self, value: str) -> None:
-        self._value = value
+    def __init__(self, value: T) -> None:
+        self._value: T = value
 
-    def reveal(self) -> str:
+    def reveal(self) -> T:
         return self._value
+
+    def _bytes(self) -> bytes:
+        v = self._value
+        return v.encode() if isinstance(v, str) else v
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}('{REDACTED}')"
@@ -32,12 +38,19 @@ class Secret:
         return bool(self._value)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Secret):
+        if type(other) is not type(self):
             return NotImplemented
-        return hmac.compare_digest(self._value.encode(), other._value.encode())
+        assert isinstance(other, Redacted)
+        return hmac.compare_digest(self._bytes(), other._bytes())
 
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> str | tuple[object, ...]:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("secrets are not picklable")
+
+
+class Secret(Redacted[str]):
+    """A secret string: an invite key, a token, a link that carries one."""
+
+    __slots__ = ()
