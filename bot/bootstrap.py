@@ -16,7 +16,9 @@ from typing import TextIO
 
 from aiohttp import web
 
+from adapters.base import PlatformAdapter
 from adapters.console import ConsoleAdapter, stdin_lines
+from adapters.platforms import build_platform_adapters
 from bot.clock import Clock, SystemClock
 from bot.commands.handler import CommandHandler
 from bot.config import Settings
@@ -43,6 +45,7 @@ class Application:
     hub: Hub
     web_app: web.Application
     console: ConsoleAdapter | None
+    platforms: list[PlatformAdapter] = field(default_factory=list)
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -62,6 +65,13 @@ class Application:
                 run_sweeper(self.service, self.settings.meetings.sweep_interval), name="sweeper"
             )
         )
+        for adapter in self.platforms:
+            try:
+                await adapter.start()
+            except Exception as exc:
+                await self.stop()
+                raise StartupError(f"Cannot start the {adapter.name} adapter: {exc}") from None
+            log.info("%s adapter started", adapter.name)
         if self.console is not None:
             lines = console_lines if console_lines is not None else stdin_lines()
             self._tasks.append(asyncio.create_task(self.console.run(lines), name="console"))
@@ -73,6 +83,9 @@ class Application:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        for adapter in self.platforms:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
         await self.hub.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -86,14 +99,19 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     service = MeetingService(store, settings.meetings.policy(), settings.server.base_url, clock)
     handler = CommandHandler(service, clock)
     hub = Hub(service, hello_timeout=settings.signaling.hello_timeout)
+    web_app = create_app(hub, settings.server.base_url)
+    platforms = build_platform_adapters(settings, handler, web_app)
     # The console is the adapter of last resort: with no chat platform configured, it is on.
-    console = ConsoleAdapter(handler, settings.console.user, out or sys.stdout)
+    console = (
+        None if platforms else ConsoleAdapter(handler, settings.console.user, out or sys.stdout)
+    )
     return Application(
         settings=settings,
         store=store,
         service=service,
         handler=handler,
         hub=hub,
-        web_app=create_app(hub, settings.server.base_url),
+        web_app=web_app,
         console=console,
+        platforms=platforms,
     )

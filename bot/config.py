@@ -106,6 +106,75 @@ class MeetingSettings:
 @dataclass(frozen=True)
 class SignalingSettings:
     hello_timeout: int = _spec(10, duration=True, check=_between(1, 300))
+    max_participants: int = _spec(50, check=_between(2, 500))
+    # Sustained messages per second per connection, and the burst allowed above it.
+    rate_limit: int = _spec(50, check=_between(1, 10_000))
+    rate_burst: int = _spec(200, check=_between(1, 100_000))
+
+
+def _ice_urls(v: tuple[str, ...]) -> str | None:
+    for url in v:
+        if not url.startswith(("stun:", "turn:", "turns:")):
+            return f"{url!r} is not a stun:, turn: or turns: URL"
+    return None
+
+
+def _ips(v: tuple[str, ...]) -> str | None:
+    for ip in v:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            return f"{ip!r} is not an IP address"
+    return None
+
+
+def _http_url(v: str) -> str | None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    # Local relay worker processes `conclave run` starts (0: only remote `conclave relay`s).
+    workers: int = _spec(1, check=_between(0, 64))
+    # Shared secret between core and relay workers; empty: a random one per run, which is
+    # enough when every worker is local.
+    secret: Secret = _spec(Secret(""))
+    # STUN/TURN URLs for every peer connection; empty means host candidates only.
+    ice_servers: tuple[str, ...] = _spec((), check=_ice_urls)
+    ice_username: str = _spec("")
+    ice_credential: Secret = _spec(Secret(""))
+    # Restrict ICE host candidates to these addresses (empty: every interface but loopback).
+    host_addresses: tuple[str, ...] = _spec((), check=_ips)
+
+
+@dataclass(frozen=True)
+class SlackSettings:
+    mode: str = _spec(
+        "socket", check=lambda v: None if v in ("socket", "http") else "must be socket or http"
+    )
+    bot_token: Secret = _spec(Secret(""))
+    app_token: Secret = _spec(Secret(""))
+    signing_secret: Secret = _spec(Secret(""))
+    api_url: str = _spec("https://slack.com/api/", check=_http_url)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bot_token)
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    token: Secret = _spec(Secret(""))
+    application_id: str = _spec("")
+    guild_id: str = _spec("")
+    api_url: str = _spec("https://discord.com/api/v10", check=_http_url)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.token)
 
 
 @dataclass(frozen=True)
@@ -124,6 +193,9 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     meetings: MeetingSettings = field(default_factory=MeetingSettings)
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
+    relay: RelaySettings = field(default_factory=RelaySettings)
+    slack: SlackSettings = field(default_factory=SlackSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     source: str = "embedded defaults"
@@ -167,6 +239,12 @@ def _coerce(key: str, kind: Any, duration: bool, raw: Any) -> Any:
         if isinstance(raw, str):
             return raw
         raise ConfigError(key, f"must be a string {got}")
+    if kind == tuple[str, ...]:
+        # A TOML array of strings, or (from the environment) a comma-separated string.
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if isinstance(items, list | tuple) and all(isinstance(i, str) for i in items):
+            return tuple(i.strip() for i in items if i.strip())
+        raise ConfigError(key, f"must be a list of strings {got}")
     raise ConfigError(key, f"has an unsupported type {kind!r}")  # pragma: no cover
 
 
@@ -243,6 +321,16 @@ def load_settings(
     m = settings.meetings
     if m.default_ttl > m.max_ttl:
         raise ConfigError("meetings.default_ttl", "must not be longer than meetings.max_ttl")
+    slack = settings.slack
+    if slack.enabled and slack.mode == "socket" and not slack.app_token:
+        raise ConfigError("slack.app_token", "is required in socket mode (an xapp- token)")
+    if slack.enabled and slack.mode == "http" and not slack.signing_secret:
+        raise ConfigError("slack.signing_secret", "is required in http mode")
+    discord = settings.discord
+    if discord.guild_id and not discord.guild_id.isdigit():
+        raise ConfigError("discord.guild_id", "must be a numeric guild id")
+    if discord.application_id and not discord.application_id.isdigit():
+        raise ConfigError("discord.application_id", "must be a numeric application id")
     return settings
 
 
@@ -262,6 +350,8 @@ def describe(settings: Settings) -> str:
                 shown = "true" if value else "false"
             elif isinstance(value, int):
                 shown = str(value)
+            elif isinstance(value, tuple):
+                shown = "[" + ", ".join(f'"{v}"' for v in value) + "]"
             else:
                 shown = f'"{value}"'
             lines.append(f"{f.name} = {shown}")

@@ -94,6 +94,14 @@ class NotHost(ConclaveError):
         self.action = action
 
 
+class NotInvited(ConclaveError):
+    code = "not_invited"
+
+    def __init__(self, room_id: str) -> None:
+        super().__init__(f"You are not invited to room {room_id}; ask its host for an invite.")
+        self.room_id = room_id
+
+
 class CommandError(ConclaveError):
     """A command the user typed could not be understood or is not allowed as written."""
 

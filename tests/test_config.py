@@ -237,8 +237,8 @@ def test_an_unknown_key_lists_the_known_ones(tmp_path: Path) -> None:
 
 
 def test_an_unknown_section_is_refused(tmp_path: Path) -> None:
-    err = config_error(write(tmp_path, "[slack]\ntoken = 'x'\n"))
-    assert err.key == "slack"
+    err = config_error(write(tmp_path, "[teams]\ntoken = 'x'\n"))
+    assert err.key == "teams"
     assert "unknown section" in err.problem
 
 
@@ -311,3 +311,29 @@ def test_describe_round_trips_as_a_config_file(tmp_path: Path) -> None:
     again = load_settings(write(tmp_path, describe(original)), environ={})
     fields: dict[str, Any] = {s: getattr(original, s) for s in declared_keys()}
     assert {s: getattr(again, s) for s in declared_keys()} == fields
+
+
+def test_platform_and_relay_settings_are_checked() -> None:
+    err = config_error(env={"CONCLAVE_SLACK_BOT_TOKEN": "xoxb-1"})
+    assert err.key == "slack.app_token"
+    err = config_error(env={"CONCLAVE_SLACK_BOT_TOKEN": "xoxb-1", "CONCLAVE_SLACK_MODE": "http"})
+    assert err.key == "slack.signing_secret"
+    err = config_error(env={"CONCLAVE_SLACK_MODE": "webhook"})
+    assert err.key == "slack.mode"
+    err = config_error(env={"CONCLAVE_DISCORD_GUILD_ID": "abc"})
+    assert err.key == "discord.guild_id"
+    err = config_error(env={"CONCLAVE_RELAY_ICE_SERVERS": "http://stun.example"})
+    assert err.key == "relay.ice_servers"
+    err = config_error(env={"CONCLAVE_RELAY_HOST_ADDRESSES": "localhost"})
+    assert err.key == "relay.host_addresses"
+    s = load_settings(
+        environ={
+            "CONCLAVE_RELAY_ICE_SERVERS": "stun:a.example:3478, turn:b.example:3478",
+            "CONCLAVE_SLACK_BOT_TOKEN": "xoxb-secret-value",
+            "CONCLAVE_SLACK_APP_TOKEN": "xapp-secret-value",
+        }
+    )
+    assert s.relay.ice_servers == ("stun:a.example:3478", "turn:b.example:3478")
+    assert s.slack.enabled and not s.discord.enabled
+    shown = describe(s)
+    assert "secret-value" not in shown and "**********" in shown

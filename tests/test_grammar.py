@@ -9,6 +9,7 @@ from bot.commands.grammar import (
     EndRoom,
     Help,
     InviteMore,
+    JoinRoom,
     ListRooms,
     LockRoom,
     Mention,
@@ -105,3 +106,11 @@ def test_unbalanced_quote_does_not_crash() -> None:
     cmd = p("@ana Bob's sync")
     assert isinstance(cmd, CreateRoom)
     assert cmd.topic == "Bob's sync"
+
+
+def test_join_and_announce() -> None:
+    assert p("join abc") == JoinRoom("abc")
+    cmd = p("@ana Sync announce")
+    assert isinstance(cmd, CreateRoom) and cmd.announce and cmd.topic == "Sync"
+    with pytest.raises(CommandError, match="Which room"):
+        p("join")

@@ -20,6 +20,7 @@ from bot.errors import (
     InviteExpired,
     InviteRevoked,
     NotHost,
+    NotInvited,
     RoomLocked,
     TooManyInvitees,
     UnknownRoom,
@@ -285,3 +286,26 @@ async def test_audit_log_records_events_and_is_append_only(
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             raw.execute("DELETE FROM audit")
     raw.close()
+
+
+async def test_reissue_replaces_an_unused_link(
+    service: MeetingService, store: SqliteStore, host: UserRef
+) -> None:
+    made = await service.create_room(host, [user("ana")], "Sync")
+    old = credential(made, 0)
+    fresh = await service.reissue(user("ana"), made.room.id)
+    assert fresh.invite.role.value == "guest"
+    with pytest.raises(InviteRevoked):
+        await service.redeem(made.room.id, old)
+    admission = await service.redeem(made.room.id, fresh.link.reveal().split("#", 1)[1])
+    assert admission.participant.user_id == "ana"
+    with pytest.raises(CommandError, match="already joined"):
+        await service.reissue(user("ana"), made.room.id)
+    with pytest.raises(NotInvited):
+        await service.reissue(user("eve"), made.room.id)
+    with pytest.raises(UnknownRoom):
+        await service.reissue(user("ana", workspace="elsewhere"), made.room.id)
+    host_link = await service.reissue(host, made.room.id)
+    assert host_link.invite.role.value == "host"
+    events = [e.event for e in await store.audit_log(made.room.id)]
+    assert events.count("invite_revoked") == 2

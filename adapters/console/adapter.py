@@ -63,7 +63,9 @@ class ConsoleAdapter:
             self._print("Commands start with /meet (try /meet help).")
             return
         outcome = await self._handler.handle(self._user, rest, self._resolve)
-        self._print(outcome.reply)
+        self._print(outcome.private_text())
+        if outcome.announcement is not None:
+            self._print(f"Announced in the channel: {outcome.announcement}")
         for invitation in outcome.invitations:
             self._print(f"DM to @{invitation.to.user_id}: {invitation.invite.link.reveal()}")
 

@@ -1,10 +1,14 @@
 """Parse the text after ``/meet`` into a command.
 
-    /meet [@user ...] [topic words] [lobby] [ttl=<duration>]   create a room
-    /meet invite <room> @user ...                              invite more people
-    /meet lock|unlock|end <room>                               host controls
-    /meet list                                                 rooms you host
-    /meet help                                                 usage
+    /meet [@user ...] [topic words] [lobby] [announce] [ttl=<duration>]   create a room
+    /meet invite <room> @user ...      invite more people
+    /meet lock|unlock|end <room>       host controls
+    /meet join <room>                  a fresh link for yourself (when your DM did not arrive)
+    /meet list                         rooms you host
+    /meet help                         usage
+
+``lobby``, ``announce`` and ``ttl=`` are options wherever they stand; every other word that is
+not a mention is the topic.
 
 Mentions are recognised in every platform's spelling: ``@ana`` (console), ``<@U123>`` and
 ``<@U123|ana>`` (Slack), ``<@123>`` and ``<@!123>`` (Discord).
@@ -21,7 +25,7 @@ from bot.errors import CommandError, TooManyInvitees
 
 _MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
 _ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SUBCOMMANDS = ("invite", "lock", "unlock", "end", "list", "help")
+SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "list", "help")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class CreateRoom:
     topic: str
     lobby: bool
     ttl: int | None
+    announce: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,11 @@ class EndRoom:
 
 
 @dataclass(frozen=True)
+class JoinRoom:
+    room_id: str
+
+
+@dataclass(frozen=True)
 class ListRooms:
     pass
 
@@ -69,7 +79,7 @@ class Help:
     pass
 
 
-Command = CreateRoom | InviteMore | LockRoom | UnlockRoom | EndRoom | ListRooms | Help
+Command = CreateRoom | InviteMore | LockRoom | UnlockRoom | EndRoom | JoinRoom | ListRooms | Help
 
 
 def parse_mention(token: str) -> Mention | None:
@@ -133,6 +143,8 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if args:
             raise CommandError("`/meet list` takes no arguments.")
         return ListRooms()
+    if verb == "join":
+        return JoinRoom(_room_arg(verb, args))
     if verb in ("lock", "unlock", "end"):
         room_id = _room_arg(verb, args)
         if verb == "lock":
@@ -151,12 +163,15 @@ def parse(text: str, *, max_invitees: int) -> Command:
 
 def _create(tokens: list[str], max_invitees: int) -> CreateRoom:
     lobby = False
+    announce = False
     ttl: int | None = None
     rest: list[str] = []
     for token in tokens:
         lowered = token.lower()
         if lowered == "lobby":
             lobby = True
+        elif lowered == "announce":
+            announce = True
         elif lowered.startswith("ttl="):
             if ttl is not None:
                 raise CommandError("Give ttl= only once.")
@@ -167,4 +182,6 @@ def _create(tokens: list[str], max_invitees: int) -> CreateRoom:
         else:
             rest.append(token)
     invitees, topic_words = _mentions(rest, max_invitees, allow_other=True)
-    return CreateRoom(invitees=invitees, topic=" ".join(topic_words), lobby=lobby, ttl=ttl)
+    return CreateRoom(
+        invitees=invitees, topic=" ".join(topic_words), lobby=lobby, ttl=ttl, announce=announce
+    )

@@ -14,7 +14,7 @@ from bot.clock import Clock
 from bot.commands import grammar, render
 from bot.core.models import IssuedInvite, Room, UserRef
 from bot.core.service import MeetingService
-from bot.errors import ConclaveError
+from bot.errors import CommandError, ConclaveError
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,21 @@ class Invitation:
 
 @dataclass(frozen=True)
 class Outcome:
+    """What a command produced. ``reply`` never holds a secret; ``own_link``, when set, is the
+    caller's own invitation, to be shown only to the caller (never in a channel or a log)."""
+
     reply: str
     invitations: tuple[Invitation, ...] = ()
     ok: bool = True
+    announcement: str | None = None
+    own_link: Invitation | None = None
+
+    def private_text(self) -> str:
+        """The whole caller-only reply, including the caller's own link if there is one."""
+        if self.own_link is None:
+            return self.reply
+        inv = self.own_link
+        return render.own_link(inv.invite, inv.room, inv.invite.link.reveal())
 
 
 class CommandHandler:
@@ -48,9 +60,16 @@ class CommandHandler:
     def parse(self, text: str) -> grammar.Command:
         return grammar.parse(text, max_invitees=self._service.policy.max_invitees)
 
-    async def handle(self, actor: UserRef, text: str, resolve: Resolver) -> Outcome:
+    async def handle(
+        self, actor: UserRef, text: str, resolve: Resolver, bot_user_id: str | None = None
+    ) -> Outcome:
         try:
-            return await self._run(actor, self.parse(text), resolve)
+            command = self.parse(text)
+            if bot_user_id is not None and any(
+                m.user_id == bot_user_id for m in getattr(command, "invitees", ())
+            ):
+                raise CommandError("I can't be invited to a meeting; mention people instead.")
+            return await self._run(actor, command, resolve)
         except ConclaveError as err:
             return Outcome(reply=render.error(err), ok=False)
         except Exception:
@@ -70,6 +89,12 @@ class CommandHandler:
                 return Outcome(reply=render.state_changed(await svc.unlock(actor, room_id)))
             case grammar.EndRoom(room_id):
                 return Outcome(reply=render.state_changed(await svc.end(actor, room_id)))
+            case grammar.JoinRoom(room_id):
+                fresh = await svc.reissue(actor, room_id)
+                room = await svc.get_room(room_id)
+                assert room is not None
+                mine = Invitation(actor, fresh, room)
+                return Outcome(reply="Your new link is ready.", own_link=mine)
             case grammar.InviteMore(room_id, mentions):
                 users = [await resolve(m) for m in mentions]
                 issued = await svc.invite(actor, room_id, users)
@@ -81,7 +106,7 @@ class CommandHandler:
                         Invitation(u, i, room) for u, i in zip(users, issued, strict=True)
                     ),
                 )
-            case grammar.CreateRoom(mentions, topic, lobby, ttl):
+            case grammar.CreateRoom(mentions, topic, lobby, ttl, announce):
                 users = [await resolve(m) for m in mentions]
                 made = await svc.create_room(actor, users, topic, lobby, ttl)
                 invitations = [
@@ -91,5 +116,6 @@ class CommandHandler:
                 return Outcome(
                     reply=render.created(made.room, made.invites, self._clock.now()),
                     invitations=tuple(invitations),
+                    announcement=render.announcement(made.room) if announce else None,
                 )
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover

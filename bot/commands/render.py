@@ -12,10 +12,12 @@ from bot.errors import ConclaveError
 HELP = """\
 Conclave starts end-to-end-encrypted video meetings. Commands:
   /meet @ana @ben Weekly sync   start a meeting and send each person a one-time link by DM
-      add `lobby` to admit guests yourself, `ttl=2h` to set how long the room lives
+      add `lobby` to admit guests yourself, `ttl=2h` to set how long the room lives,
+      `announce` to tell the channel (the announcement never contains a link)
   /meet invite ROOM @user ...   invite more people to a room you host
   /meet lock ROOM               let nobody new in (unlock with /meet unlock ROOM)
   /meet end ROOM                end the meeting and revoke every link
+  /meet join ROOM               a fresh link for yourself, if your DM did not arrive
   /meet list                    the rooms you host
 Each link works once, for the person it was sent to; keep it to yourself."""
 
@@ -77,6 +79,35 @@ def invitation(invite: IssuedInvite, room: Room, link: str) -> str:
         f"Join securely: {link}\n"
         f"This link is yours alone, works once and expires {when(invite.invite.expires_at)}."
     )
+
+
+def announcement(room: Room) -> str:
+    """For the channel: who started what, and where invitees find their link. No secret."""
+    return (
+        f'{room.host_name} started the end-to-end-encrypted meeting "{room.topic}". '
+        "Invitees: your personal link is in your direct messages "
+        f"(or type /meet join {room.id})."
+    )
+
+
+def own_link(invite: IssuedInvite, room: Room, link: str) -> str:
+    return (
+        f'Your personal link for "{room.topic}" (visible only to you): {link}\n'
+        f"It works once and expires {when(invite.invite.expires_at)}. "
+        "Any earlier link of yours for this meeting no longer works."
+    )
+
+
+def delivery_report(room_id: str, sent: Sequence[str], failed: Sequence[tuple[str, str]]) -> str:
+    """What the caller is told after the DMs went out (or did not)."""
+    lines = []
+    if sent:
+        lines.append(f"Sent a private link to {', '.join(sent)}.")
+    if failed:
+        lines.append("Could not send a link to:")
+        lines.extend(f"  {name}: {why}" for name, why in failed)
+        lines.append(f"They can get their link with /meet join {room_id}")
+    return "\n".join(lines)
 
 
 def error(err: ConclaveError) -> str:

@@ -27,6 +27,7 @@ from bot.errors import (
     BadResumeToken,
     CommandError,
     NotHost,
+    NotInvited,
     TooManyInvitees,
     UnknownRoom,
 )
@@ -133,6 +134,34 @@ class MeetingService:
         issued = tuple(self._issue(room, user, Role.GUEST, now) for user in invitees)
         await self._store.add_invites(room.id, [i.invite for i in issued], _actor(actor), now)
         return issued
+
+    async def reissue(self, actor: UserRef, room_id: str) -> IssuedInvite:
+        """A fresh link for an invitee whose first one never reached them (DMs closed).
+
+        Secrets are never stored, so the old link cannot be shown again: it is revoked and a
+        new one issued for the same person and role.
+        """
+        room = await self._store.get_room(room_id)
+        if room is None or (room.platform, room.workspace) != (actor.platform, actor.workspace):
+            raise UnknownRoom(room_id)
+        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+            raise RoomEndedError(room.id)
+        mine = [
+            i for i in await self._store.invites_for_room(room.id) if i.user_id == actor.user_id
+        ]
+        if any(i.state is InviteState.REDEEMED for i in mine):
+            raise CommandError(
+                "You have already joined this meeting with your link; "
+                "if your connection dropped, your client rejoins by itself."
+            )
+        pending = [i for i in mine if i.state in (InviteState.ISSUED, InviteState.EXPIRED)]
+        if not pending:
+            raise NotInvited(room.id)
+        old = pending[-1]
+        now = self._clock.now()
+        fresh = self._issue(room, actor, old.role, now)
+        await self._store.replace_invite(old.id, fresh.invite, _actor(actor), now)
+        return fresh
 
     async def lock(self, actor: UserRef, room_id: str) -> Room:
         return await self._set_lock(actor, room_id, locked=True)

@@ -41,6 +41,12 @@ class Store(Protocol):
     ) -> None:
         """Add invites to a room that is not ended; raises RoomEnded or UnknownRoom."""
 
+    async def replace_invite(self, old_invite_id: str, new: Invite, actor: str, now: float) -> None:
+        """Revoke an issued or expired invite and add ``new`` in its place, atomically.
+
+        Raises InviteAlreadyUsed if the old invite was redeemed meanwhile.
+        """
+
     async def get_room(self, room_id: str) -> Room | None: ...
 
     async def get_invite(self, invite_id: str) -> Invite | None: ...

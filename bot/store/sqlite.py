@@ -313,6 +313,26 @@ class SqliteStore:
                 raise RoomEnded(room_id)
             await self._insert_invites(db, invites, actor, now)
 
+    async def replace_invite(self, old_invite_id: str, new: Invite, actor: str, now: float) -> None:
+        async with self._write() as db:
+            cur = await db.execute(
+                "UPDATE invites SET state = 'revoked' "
+                "WHERE id = ? AND state IN ('issued', 'expired')",
+                (old_invite_id,),
+            )
+            if cur.rowcount != 1:
+                raise InviteAlreadyUsed(old_invite_id)
+            await self._audit(
+                db,
+                now,
+                new.room_id,
+                actor,
+                "invite_revoked",
+                invite=old_invite_id,
+                reason="reissued",
+            )
+            await self._insert_invites(db, [new], actor, now)
+
     async def get_room(self, room_id: str) -> Room | None:
         async with self._read() as db:
             row = await self._one(db, f"SELECT {_ROOM_COLUMNS} FROM rooms WHERE id = ?", (room_id,))
