@@ -15,4 +15,13 @@ def build_platform_adapters(
     """One adapter per configured platform. ``web_app`` is not started yet, so an adapter may
     add routes to it (Slack's HTTP mode does)."""
     adapters: list[PlatformAdapter] = []
+    # Each library is imported only when its platform is configured: they are large.
+    if settings.slack.enabled:
+        from adapters.slack import SlackAdapter
+
+        adapters.append(SlackAdapter(settings.slack, handler, web_app))
+    if settings.discord.enabled:
+        from adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(settings.discord, handler))
     return adapters

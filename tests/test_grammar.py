@@ -114,3 +114,10 @@ def test_join_and_announce() -> None:
     assert isinstance(cmd, CreateRoom) and cmd.announce and cmd.topic == "Sync"
     with pytest.raises(CommandError, match="Which room"):
         p("join")
+
+
+def test_a_lone_unknown_word_is_an_unknown_command() -> None:
+    with pytest.raises(CommandError, match="Unknown command 'frobnicate'"):
+        p("frobnicate")
+    assert p('"Standup"') == CreateRoom((), "Standup", False, None)
+    assert p("Weekly sync") == CreateRoom((), "Weekly sync", False, None)

@@ -158,7 +158,19 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if not invitees:
             raise CommandError("Say whom to invite: `/meet invite ROOM @user ...`.")
         return InviteMore(room_id, invitees)
+    lone = tokens[0] if len(tokens) == 1 and text.strip() == tokens[0] else None
+    if lone and parse_mention(lone) is None and not _is_option(lone):
+        # One bare word is far more often a mistyped subcommand than a meeting topic.
+        raise CommandError(
+            f"Unknown command {tokens[0]!r}. Mention people to meet (`/meet @ana Topic`), "
+            'put a one-word topic in quotes (`/meet "Standup"`), or see `/meet help`.'
+        )
     return _create(tokens, max_invitees)
+
+
+def _is_option(token: str) -> bool:
+    lowered = token.lower()
+    return lowered in ("lobby", "announce") or lowered.startswith("ttl=")
 
 
 def _create(tokens: list[str], max_invitees: int) -> CreateRoom:

@@ -6,6 +6,7 @@ caller and the invitations to send by direct message.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ class CommandHandler:
                 mine = Invitation(actor, fresh, room)
                 return Outcome(reply="Your new link is ready.", own_link=mine)
             case grammar.InviteMore(room_id, mentions):
-                users = [await resolve(m) for m in mentions]
+                # Platforms look names up over HTTP: resolve everyone at once.
+                users = list(await asyncio.gather(*(resolve(m) for m in mentions)))
                 issued = await svc.invite(actor, room_id, users)
                 room = await svc.get_room(room_id)
                 assert room is not None
@@ -107,7 +109,8 @@ class CommandHandler:
                     ),
                 )
             case grammar.CreateRoom(mentions, topic, lobby, ttl, announce):
-                users = [await resolve(m) for m in mentions]
+                # Platforms look names up over HTTP: resolve everyone at once.
+                users = list(await asyncio.gather(*(resolve(m) for m in mentions)))
                 made = await svc.create_room(actor, users, topic, lobby, ttl)
                 invitations = [
                     Invitation(u, i, made.room) for u, i in zip(users, made.invites, strict=True)

@@ -1,0 +1,74 @@
+"""The ``/meet`` app command group: each subcommand turns its options into the shared
+grammar's text and hands it to ``run`` (the adapter), which does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import discord
+from discord import app_commands
+
+from adapters.discord import options
+
+Run = Callable[[discord.Interaction, str], Awaitable[None]]
+
+ROOM = "The room id (see /meet list)"
+
+
+def meet_group(run: Run) -> app_commands.Group:
+    meet = app_commands.Group(
+        name="meet", description="End-to-end-encrypted meetings", guild_only=True
+    )
+
+    @meet.command(description="Start a meeting and DM each invitee a one-time link")
+    @app_commands.describe(
+        invitees="People to invite, as @mentions",
+        topic="What the meeting is about",
+        lobby="Admit guests yourself",
+        ttl="How long the room lives, e.g. 2h (default 24h)",
+        announce="Tell the channel (the announcement never contains a link)",
+    )
+    async def create(
+        interaction: discord.Interaction,
+        invitees: str = "",
+        topic: str = "",
+        lobby: bool = False,
+        ttl: str = "",
+        announce: bool = False,
+    ) -> None:
+        await run(interaction, options.create(invitees, topic, lobby, ttl, announce))
+
+    @meet.command(description="Invite more people to a room you host")
+    @app_commands.describe(room=ROOM, invitees="People to invite, as @mentions")
+    async def invite(interaction: discord.Interaction, room: str, invitees: str) -> None:
+        await run(interaction, options.invite(room, invitees))
+
+    @meet.command(description="Let nobody new in")
+    @app_commands.describe(room=ROOM)
+    async def lock(interaction: discord.Interaction, room: str) -> None:
+        await run(interaction, options.on_room("lock", room))
+
+    @meet.command(description="Let invited people in again")
+    @app_commands.describe(room=ROOM)
+    async def unlock(interaction: discord.Interaction, room: str) -> None:
+        await run(interaction, options.on_room("unlock", room))
+
+    @meet.command(description="End the meeting and revoke every link")
+    @app_commands.describe(room=ROOM)
+    async def end(interaction: discord.Interaction, room: str) -> None:
+        await run(interaction, options.on_room("end", room))
+
+    @meet.command(description="Get your own link, if your DM did not arrive")
+    @app_commands.describe(room=ROOM)
+    async def join(interaction: discord.Interaction, room: str) -> None:
+        await run(interaction, options.on_room("join", room))
+
+    @meet.command(name="list", description="The rooms you host")
+    async def list_(interaction: discord.Interaction) -> None:
+        await run(interaction, "list")
+
+    @meet.command(name="help", description="How to use /meet")
+    async def help_(interaction: discord.Interaction) -> None:
+        await run(interaction, "help")
+
+    return meet

@@ -1,0 +1,54 @@
+"""Send one invitation as a Discord direct message with a "Join securely" link button.
+
+A user whose DMs are closed (error 50007) is reported to the host, never retried; 429s are
+waited out by discord.py's HTTP client, which honours ``retry_after``.
+"""
+
+from __future__ import annotations
+
+import discord
+
+from adapters.delivery import Undeliverable
+from bot.commands import render
+from bot.commands.handler import Invitation
+
+CANNOT_MESSAGE_USER = 50007
+
+
+def link_view(invitation: Invitation) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(
+        discord.ui.Button(
+            label="Join securely",
+            style=discord.ButtonStyle.link,
+            url=invitation.invite.link.reveal(),
+        )
+    )
+    return view
+
+
+def content(invitation: Invitation) -> str:
+    # The link is in the text too: `conclave join LINK` users copy it from there.
+    return render.invitation(invitation.invite, invitation.room, invitation.invite.link.reveal())
+
+
+class DiscordDirectMessages:
+    def __init__(self, client: discord.Client) -> None:
+        self._client = client
+
+    async def send(self, invitation: Invitation) -> None:
+        try:
+            channel = await self._client.create_dm(discord.Object(int(invitation.to.user_id)))
+            await channel.send(
+                content(invitation),
+                view=link_view(invitation),
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.Forbidden as err:
+            if err.code == CANNOT_MESSAGE_USER:
+                raise Undeliverable(
+                    "they do not accept direct messages from this server's members"
+                ) from None
+            raise Undeliverable(f"Discord refused the message (error {err.code})") from None
+        except discord.HTTPException as err:
+            raise Undeliverable(f"Discord refused the message (error {err.code})") from None

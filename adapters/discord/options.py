@@ -1,0 +1,38 @@
+"""Discord's structured slash-command options, written as the shared ``/meet`` grammar's text.
+
+Free text is shell-quoted, so a topic or room id with spaces stays one word and can never be
+read as an option. A bare word in ``invitees`` is made a mention (``@ana``) so that it is refused
+by name when it is resolved, instead of silently joining the topic.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from bot.commands.grammar import parse_mention
+
+
+def mentions(invitees: str) -> str:
+    words = invitees.replace(",", " ").split()
+    return " ".join(w if parse_mention(w) is not None else "@" + w.lstrip("@") for w in words)
+
+
+def create(invitees: str, topic: str, lobby: bool, ttl: str, announce: bool) -> str:
+    words = [mentions(invitees)]
+    if lobby:
+        words.append("lobby")
+    if announce:
+        words.append("announce")
+    if ttl.strip():
+        words.append("ttl=" + shlex.quote(ttl.strip()))
+    if topic.strip():
+        words.append(shlex.quote(topic.strip()))
+    return " ".join(w for w in words if w)
+
+
+def invite(room: str, invitees: str) -> str:
+    return f"invite {shlex.quote(room.strip())} {mentions(invitees)}"
+
+
+def on_room(verb: str, room: str) -> str:
+    return f"{verb} {shlex.quote(room.strip())}"
