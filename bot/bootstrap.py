@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from bot.config import Settings
 from bot.core.service import MeetingService
 from bot.core.sweeper import run_sweeper
 from bot.errors import ConclaveError
+from bot.relay.pool import LocalWorkers, RelayPool
+from bot.secret import Secret
 from bot.signaling.hub import Hub
 from bot.store.sqlite import SqliteStore
 from bot.web.app import create_app
@@ -46,6 +49,9 @@ class Application:
     web_app: web.Application
     console: ConsoleAdapter | None
     platforms: list[PlatformAdapter] = field(default_factory=list)
+    relay_pool: RelayPool | None = None
+    relay_secret: Secret = field(default_factory=lambda: Secret(""))
+    _workers: LocalWorkers | None = None
     _runner: web.AppRunner | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -60,6 +66,7 @@ class Application:
             await self.stop()
             raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
         log.info("listening on %s:%d; links use %s", host, port, self.settings.server.base_url)
+        await self._start_relays()
         self._tasks.append(
             asyncio.create_task(
                 run_sweeper(self.service, self.settings.meetings.sweep_interval), name="sweeper"
@@ -76,6 +83,38 @@ class Application:
             lines = console_lines if console_lines is not None else stdin_lines()
             self._tasks.append(asyncio.create_task(self.console.run(lines), name="console"))
 
+    async def _start_relays(self) -> None:
+        count = self.settings.relay.workers
+        if self.relay_pool is None or count == 0:
+            return
+        host = self.settings.server.host
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - the wildcard, reached via loopback
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        config = None if self.settings.source == "embedded defaults" else self.settings.source
+        relay = self.settings.relay
+        # Workers read their settings as this process resolved them, whatever the source.
+        relay_env = {
+            "CONCLAVE_RELAY_ICE_SERVERS": ",".join(relay.ice_servers),
+            "CONCLAVE_RELAY_ICE_USERNAME": relay.ice_username,
+            "CONCLAVE_RELAY_ICE_CREDENTIAL": relay.ice_credential.reveal(),
+            "CONCLAVE_RELAY_HOST_ADDRESSES": ",".join(relay.host_addresses),
+            "CONCLAVE_LOGGING_LEVEL": self.settings.logging.level,
+        }
+        self._workers = LocalWorkers(
+            count,
+            f"http://{host}:{self.settings.server.port}",
+            self.relay_secret,
+            config,
+            relay_env,
+        )
+        await self._workers.start()
+        if await self.relay_pool.wait_for_workers(count, within=20.0):
+            log.info("%d relay worker(s) ready", count)
+        else:
+            log.warning("relay workers are slow to start; media waits until one is ready")
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -87,6 +126,9 @@ class Application:
             with contextlib.suppress(Exception):
                 await adapter.stop()
         await self.hub.close_all()
+        if self._workers is not None:
+            await self._workers.stop()
+            self._workers = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -98,8 +140,19 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     store = SqliteStore(settings.storage.path)
     service = MeetingService(store, settings.meetings.policy(), settings.server.base_url, clock)
     handler = CommandHandler(service, clock)
-    hub = Hub(service, hello_timeout=settings.signaling.hello_timeout)
-    web_app = create_app(hub, settings.server.base_url)
+    # Local workers only need a secret shared with this process: a fresh one per run will do.
+    secret = settings.relay.secret or Secret(secrets.token_urlsafe(32))
+    pool = RelayPool(secret)
+    sig = settings.signaling
+    hub = Hub(
+        service,
+        hello_timeout=sig.hello_timeout,
+        relay=pool,
+        max_participants=sig.max_participants,
+        rate_limit=sig.rate_limit,
+        rate_burst=sig.rate_burst,
+    )
+    web_app = create_app(hub, settings.server.base_url, pool.handle_worker)
     platforms = build_platform_adapters(settings, handler, web_app)
     # The console is the adapter of last resort: with no chat platform configured, it is on.
     console = (
@@ -114,4 +167,6 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
         web_app=web_app,
         console=console,
         platforms=platforms,
+        relay_pool=pool,
+        relay_secret=secret,
     )

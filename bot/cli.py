@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from bot import __version__
 from bot.bootstrap import build
 from bot.client.join import join
+from bot.client.session import MediaOptions
 from bot.config import Settings, describe, load_settings
 from bot.errors import ConclaveError, ConfigError
 from bot.logs import configure
+from bot.relay.aiortc_internals import restrict_host_addresses
+from bot.relay.worker import run_worker
 
 EXIT_CONFIG = 2
 
@@ -31,6 +37,27 @@ def _parser() -> argparse.ArgumentParser:
     j = sub.add_parser("join", help="join a meeting with an invite link")
     j.add_argument("link", help="the whole invite link, including the part after '#'")
     j.add_argument("--duration", type=float, help="leave after this many seconds")
+    j.add_argument(
+        "--video", default="testsrc", help="testsrc (default), a media file to loop, or none"
+    )
+    j.add_argument("--audio", default="tone", help="tone (default), a media file, or none")
+    j.add_argument(
+        "--record",
+        metavar="DIR",
+        help="write what each other participant sends, one file per track: "
+        "DIR/<name>-<participant>.video.webm and .audio.wav",
+    )
+    j.add_argument(
+        "--name",
+        help="label this client's output lines (the roster always shows the invited name)",
+    )
+    j.add_argument("--no-media", action="store_true", help="signaling only: no audio or video")
+    r = sub.add_parser("relay", help="run a media relay worker for a Conclave core")
+    r.add_argument(
+        "--core-url", required=True, help="the core's URL, e.g. https://meet.example.com"
+    )
+    r.add_argument("--worker-id", default=None, help="a name for this worker (default: host name)")
+    r.add_argument("--config", help="TOML config file (for the [relay] section)")
     return parser
 
 
@@ -47,16 +74,74 @@ async def _serve(settings: Settings) -> None:
         await app.stop()
 
 
+def _join(args: argparse.Namespace) -> int:
+    configure("warning")
+    # A frame that cannot be decoded (its key frame was lost while keys changed) is expected
+    # now and then; the receiver asks for a new key frame by itself.
+    logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
+    if args.duration is not None and args.duration <= 0:
+        print("conclave: --duration must be a positive number of seconds", file=sys.stderr)
+        return EXIT_CONFIG
+    for option, value, keyword in (
+        ("--video", args.video, "testsrc"),
+        ("--audio", args.audio, "tone"),
+    ):
+        if value not in (keyword, "none") and not Path(value).is_file():
+            print(f"conclave: {option} {value!r}: no such file", file=sys.stderr)
+            return EXIT_CONFIG
+    # ICE servers and host addresses come from the same settings as the server's.
+    relay = load_settings().relay
+    restrict_host_addresses(relay.host_addresses)
+    media = MediaOptions(
+        enabled=not args.no_media,
+        video=args.video,
+        audio=args.audio,
+        record_dir=Path(args.record) if args.record else None,
+        ice_servers=relay.ice_servers,
+        ice_username=relay.ice_username,
+        ice_credential=relay.ice_credential,
+    )
+    return asyncio.run(join(args.link, args.duration, media, args.name))
+
+
+def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    relay = settings.relay
+    if not relay.secret:
+        raise ConfigError(
+            "relay.secret", "is required to run a relay worker (CONCLAVE_RELAY_SECRET)"
+        )
+    worker_id = args.worker_id or socket.gethostname()
+    restrict_host_addresses(relay.host_addresses)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(
+            args.core_url,
+            relay.secret,
+            worker_id,
+            ice_servers=relay.ice_servers,
+            ice_username=relay.ice_username,
+            ice_credential=relay.ice_credential,
+            host_addresses=relay.host_addresses,
+            stop=stop,
+        )
+
+    asyncio.run(serve())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "join":
-            configure("warning")
-            if args.duration is not None and args.duration <= 0:
-                print("conclave: --duration must be a positive number of seconds", file=sys.stderr)
-                return EXIT_CONFIG
-            return asyncio.run(join(args.link, args.duration))
+            return _join(args)
         settings = load_settings(args.config)
+        if args.command == "relay":
+            configure(settings.logging.level)
+            return _relay(args, settings)
         if args.command == "check-config":
             print(describe(settings))
             print("\nconfiguration OK")

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bot.core.models import UserRef
@@ -77,3 +79,15 @@ def service(store: SqliteStore, policy: MeetingPolicy, clock: FakeClock) -> Meet
 @pytest.fixture
 def host() -> UserRef:
     return user("hana")
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    """Async resources a test opens (websockets, sessions), closed when it ends."""
+    async with AsyncExitStack() as s:
+        yield s
+
+
+@pytest.fixture
+async def http(stack: AsyncExitStack) -> aiohttp.ClientSession:
+    return await stack.enter_async_context(aiohttp.ClientSession())

@@ -185,3 +185,17 @@ def test_no_command_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "usage: conclave" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_relay_without_a_secret_is_a_config_error(tmp_path: Path) -> None:
+    result = run_bot(["relay", "--core-url", "http://127.0.0.1:9"], clean_env(), tmp_path)
+    assert result.returncode == 2
+    assert "relay.secret" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_join_with_a_missing_media_file_says_so(tmp_path: Path) -> None:
+    link = "http://127.0.0.1:9/j/room#i0123456789ab." + "A" * 43
+    result = run_bot(["join", link, "--video", "nope.webm"], clean_env(), tmp_path)
+    assert result.returncode == 2
+    assert "nope.webm" in result.stderr and "no such file" in result.stderr

@@ -10,18 +10,22 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
-from bot.core.models import InviteState, IssuedInvite, UserRef
+from bot.core.models import InviteState
 from bot.signaling.envelope import MAX_MESSAGE_BYTES
 from bot.signaling.hub import CLOSE_ENDED, CLOSE_PROTOCOL, CLOSE_REFUSED, WIRE_LIMIT
-from tests.support.fakes import user
+from tests.support.meeting import (
+    Meeting,
+    assert_unspent,
+    connect,
+    join,
+    make_meeting,
+    roster_ids,
+)
 from tests.support.server import (
     Running,
     expect_closed,
@@ -45,99 +49,6 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
     }
     async with serve(tmp_path, env=env) as running:
         yield running
-
-
-@pytest.fixture
-async def stack() -> AsyncIterator[AsyncExitStack]:
-    async with AsyncExitStack() as s:
-        yield s
-
-
-@pytest.fixture
-async def http(stack: AsyncExitStack) -> aiohttp.ClientSession:
-    return await stack.enter_async_context(aiohttp.ClientSession())
-
-
-def credential(issued: IssuedInvite) -> str:
-    """``<invite_id>.<secret>``: the fragment of the link, as a client sends it."""
-    return urlsplit(issued.link.reveal()).fragment
-
-
-@dataclass
-class Meeting:
-    room_id: str
-    host: UserRef
-    invites: dict[str, IssuedInvite]  # by user id; the host's under the host's id
-
-    def cred(self, who: str) -> str:
-        return credential(self.invites[who])
-
-    def invite_id(self, who: str) -> str:
-        return self.invites[who].invite.id
-
-
-async def make_meeting(server: Running, *guests: str, topic: str = "Sync") -> Meeting:
-    host = user("hana")
-    made = await server.app.service.create_room(host, [user(g) for g in guests], topic)
-    invites = {i.invite.user_id: i for i in made.invites}
-    invites[host.user_id] = made.host_invite
-    return Meeting(room_id=made.room.id, host=host, invites=invites)
-
-
-@dataclass
-class Peer:
-    ws: aiohttp.ClientWebSocketResponse
-    welcome: dict[str, Any]
-
-    @property
-    def participant_id(self) -> str:
-        value = self.welcome["participant_id"]
-        assert isinstance(value, str)
-        return value
-
-    async def ping(self) -> None:
-        """Ping, then skip anything else (roster updates) until the pong."""
-        await self.ws.send_str(json.dumps({"type": "ping"}))
-        await receive_until(self.ws, "pong")
-
-
-async def connect(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> aiohttp.ClientWebSocketResponse:
-    return await stack.enter_async_context(http.ws_connect(server.ws_url, max_msg_size=WIRE_LIMIT))
-
-
-async def join(
-    server: Running,
-    http: aiohttp.ClientSession,
-    stack: AsyncExitStack,
-    meeting: Meeting,
-    who: str,
-) -> Peer:
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred(who)))
-    welcome = await receive_json(ws)
-    assert welcome["type"] == "welcome", welcome
-    return Peer(ws, welcome)
-
-
-def roster_ids(message: dict[str, Any]) -> list[str]:
-    return [entry["participant_id"] for entry in message["roster"]]
-
-
-async def assert_unspent(server: Running, meeting: Meeting, who: str) -> None:
-    """The invite is still issued: no session row, no redemption in the audit log."""
-    invite_id = meeting.invite_id(who)
-    stored = await server.app.store.get_invite(invite_id)
-    assert stored is not None
-    assert stored.state is InviteState.ISSUED
-    assert stored.redeemed_at is None
-    participants = await server.app.store.participants_for_room(meeting.room_id)
-    assert invite_id not in {p.invite_id for p in participants}
-    audit = await server.app.store.audit_log(meeting.room_id)
-    assert not [
-        e for e in audit if e.event == "invite_redeemed" and e.detail.get("invite") == invite_id
-    ]
 
 
 # --- admission --------------------------------------------------------------------------------

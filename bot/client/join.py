@@ -5,21 +5,31 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from bot.client.session import ClientSession
+from bot.client.session import ClientSession, MediaOptions
 from bot.core.links import parse_link
 from bot.errors import ConclaveError
 
 
-async def join(link: str, duration: float | None, out: TextIO = sys.stdout) -> int:
+async def join(
+    link: str,
+    duration: float | None,
+    media: MediaOptions | None = None,
+    label: str | None = None,
+    out: TextIO = sys.stdout,
+) -> int:
     """Join and stay until ``duration`` passes or the meeting ends; the process exit code."""
+    prefix = f"[{label}] " if label else ""
 
     def say(line: str) -> None:
-        print(line, file=out, flush=True)
+        print(prefix + line, file=out, flush=True)
 
     try:
-        session = ClientSession(parse_link(link), say)
+        session = ClientSession(parse_link(link), say, media)
         await session.run(duration)
     except ConclaveError as err:
-        print(f"conclave: {err}", file=sys.stderr, flush=True)
+        print(f"{prefix}conclave: {err}", file=sys.stderr, flush=True)
         return 1
+    if session.keyring is not None and media is not None and media.enabled:
+        k = session.keyring
+        say(f"frames decrypted: {k.decrypted}, dropped (failed to decrypt): {k.dropped}")
     return 0

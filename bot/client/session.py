@@ -1,20 +1,27 @@
-"""A participant's signaling session: redeem the invite, follow the roster, rejoin on a drop."""
+"""A participant's signaling session: redeem the invite, wait in the lobby if there is one,
+exchange keys, negotiate media with the relay through the hub, rejoin after a drop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bot.client.keyring import Keyring
+from bot.client.media import MediaSession
 from bot.core.links import JoinLink
 from bot.errors import ConclaveError, ProtocolError
 from bot.secret import Secret
 from bot.signaling.envelope import MAX_MESSAGE_BYTES, encode
+
+log = logging.getLogger(__name__)
 
 RESUME_ATTEMPTS = 5
 
@@ -34,11 +41,24 @@ class Unreachable(ConclaveError):
 @dataclass(frozen=True)
 class Welcome:
     participant_id: str
+    sender_index: int
     name: str
     role: str
     room_id: str
     topic: str
-    roster: list[dict[str, Any]]
+
+
+@dataclass
+class MediaOptions:
+    enabled: bool = True
+    video: str = "testsrc"
+    audio: str = "tone"
+    record_dir: Path | None = None
+    ice_servers: tuple[str, ...] = ()
+    ice_username: str = ""
+    ice_credential: Secret = field(default_factory=lambda: Secret(""))
+    activation_delay: float = 1.0
+    grace_period: float = 10.0
 
 
 def describe_roster(roster: list[dict[str, Any]]) -> str:
@@ -48,12 +68,24 @@ def describe_roster(roster: list[dict[str, Any]]) -> str:
 class ClientSession:
     """Holds one connection at a time; reconnects with the resume token if it drops."""
 
-    def __init__(self, link: JoinLink, say: Callable[[str], None]) -> None:
+    def __init__(
+        self, link: JoinLink, say: Callable[[str], None], media: MediaOptions | None = None
+    ) -> None:
         self._link = link
         self._say = say
+        self._options = media or MediaOptions(enabled=False)
         self._resume: Secret | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._roster: list[dict[str, Any]] = []
+        self._code: str | None = None
         self.welcome: Welcome | None = None
+        self.keyring: Keyring | None = None
+        self.media: MediaSession | None = None
         self.ended: str | None = None
+        self.admitted = False
+        self.events: list[str] = []  # what happened, for scripts and tests
+
+    # --- connection ------------------------------------------------------------------------
 
     async def run(self, duration: float | None) -> None:
         async with aiohttp.ClientSession() as http:
@@ -61,16 +93,14 @@ class ClientSession:
                 await asyncio.wait_for(self._run(http), timeout=duration)
             except TimeoutError:
                 return
+            finally:
+                await self._stop_media()
 
     async def _run(self, http: aiohttp.ClientSession) -> None:
         attempts = 0
         while True:
-            hello: dict[str, str]
             if self._resume is None:
-                hello = {
-                    "room": self._link.room_id,
-                    "invite": self._link.credential.reveal(),
-                }
+                hello = {"room": self._link.room_id, "invite": self._link.credential.reveal()}
             else:
                 hello = {"resume": self._resume.reveal()}
             try:
@@ -86,20 +116,23 @@ class ClientSession:
             if attempts > RESUME_ATTEMPTS:
                 raise Unreachable("Lost the connection to the meeting server and could not rejoin.")
             self._say("connection lost; rejoining…")
+            await self._stop_media()
             await asyncio.sleep(min(0.5 * 2**attempts, 5.0))
 
     async def _connect(self, http: aiohttp.ClientSession, hello: dict[str, str]) -> None:
         async with http.ws_connect(
             self._link.websocket_url, max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=30.0
         ) as ws:
-            await ws.send_str(encode("hello", **hello))
+            self._ws = ws
+            ticker = asyncio.ensure_future(self._tick())
             try:
+                await ws.send_str(encode("hello", **hello))
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         break
                     try:
                         message = json.loads(msg.data)
-                        self._on_message(message)
+                        await self._on_message(message)
                     except (ValueError, KeyError, TypeError) as exc:
                         raise ProtocolError(
                             f"The server sent a malformed message ({exc})."
@@ -107,38 +140,60 @@ class ClientSession:
                     if self.ended is not None:
                         return
             finally:
+                ticker.cancel()
+                self._ws = None
                 if self.ended is None and not ws.closed:
                     with contextlib.suppress(Exception):
                         await ws.send_str(encode("bye"))
 
-    def _on_message(self, message: dict[str, Any]) -> None:
+    async def send(self, kind: str, **fields: Any) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_str(encode(kind, **fields))
+
+    async def _tick(self) -> None:
+        # Pending sender keys must start being used (and old ones expire) even while idle.
+        while True:
+            await asyncio.sleep(0.25)
+            if self.keyring is not None:
+                self.keyring.tick()
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind == "welcome":
-            room = message["room"]
-            first = self.welcome is None
-            self._resume = Secret(message["resume_token"])
-            self.welcome = Welcome(
-                participant_id=message["participant_id"],
-                name=message["name"],
-                role=message["role"],
-                room_id=room["id"],
-                topic=room["topic"],
-                roster=message["roster"],
-            )
-            if first:
-                self._say(
-                    f'joined "{room["topic"]}" as {message["name"]} ({message["role"]}); '
-                    f"participant {message['participant_id']}"
-                )
-            else:
-                self._say("rejoined")
-        elif kind == "roster":
-            self._say(f"roster: {describe_roster(message['roster'])}")
+            await self._on_welcome(message)
+        elif kind in ("roster", "admitted"):
+            if kind == "admitted":
+                self._say("the host let you in")
+                self.admitted = True
+                await self._start_meeting()
+            await self._on_roster(message["roster"])
+        elif kind == "lobby":
+            self._say(str(message.get("message", "waiting in the lobby")))
+        elif kind == "lobby_waiting":
+            waiting = ", ".join(f"{w['name']} ({w['participant_id']})" for w in message["waiting"])
+            self._say(f"waiting in the lobby: {waiting or '(nobody)'}")
+        elif kind == "key":
+            if self.keyring is not None:
+                self.keyring.on_key(str(message["from"]), str(message["payload"]))
+        elif kind == "answer":
+            if self.media is not None:
+                await self.media.accept_answer(message["answer"])
+        elif kind == "offer":
+            if self.media is not None:
+                answer = await self.media.answer_offer(message["offer"])
+                await self.send("answer", negotiation=message["negotiation"], answer=answer)
         elif kind == "room":
             self._say("the host locked the room" if message.get("locked") else "the room is open")
         elif kind == "ended":
             self.ended = str(message.get("reason", "ended"))
             self._say(f"the meeting has ended ({self.ended})")
+        elif kind == "kicked":
+            self.ended = "kicked"
+            self._say("the host removed you from the meeting")
+        elif kind == "warning":
+            self._say(f"warning: {message.get('message', message.get('code'))}")
         elif kind == "error":
             code = str(message.get("code", "error"))
             text = str(message.get("message", "refused"))
@@ -149,3 +204,83 @@ class ClientSession:
             raise Refused(code, text)
         elif kind != "pong":
             raise ProtocolError(f"Unexpected message from the server: {kind!r}.")
+
+    async def _on_welcome(self, message: dict[str, Any]) -> None:
+        room = message["room"]
+        first = self.welcome is None
+        self._resume = Secret(message["resume_token"])
+        self.welcome = Welcome(
+            participant_id=message["participant_id"],
+            sender_index=int(message["sender_index"]),
+            name=message["name"],
+            role=message["role"],
+            room_id=room["id"],
+            topic=room["topic"],
+        )
+        if first:
+            self._say(
+                f'joined "{room["topic"]}" as {message["name"]} ({message["role"]}); '
+                f"participant {message['participant_id']}"
+            )
+        else:
+            self._say("rejoined")
+        self.admitted = bool(message.get("admitted", True))
+        if self.admitted:
+            await self._start_meeting()
+            await self._on_roster(message["roster"])
+
+    async def _start_meeting(self) -> None:
+        """Once admitted: announce keys, then publish media."""
+        welcome = self.welcome
+        assert welcome is not None
+        if self.keyring is None:
+            self.keyring = Keyring(
+                welcome.room_id,
+                welcome.participant_id,
+                welcome.sender_index,
+                activation_delay=self._options.activation_delay,
+                grace_period=self._options.grace_period,
+            )
+        else:
+            self.keyring.rejoin()
+        await self.send("keys", **self.keyring.public_keys())
+        if self._options.enabled:
+            o = self._options
+            self.media = MediaSession(
+                self.keyring,
+                video=o.video,
+                audio=o.audio,
+                record_dir=o.record_dir,
+                ice_servers=o.ice_servers,
+                ice_username=o.ice_username,
+                ice_credential=o.ice_credential,
+                name_of=self._name_of,
+            )
+            await self.send("publish", offer=await self.media.offer())
+
+    def _name_of(self, participant_id: str) -> str:
+        for entry in self._roster:
+            if entry["participant_id"] == participant_id:
+                return str(entry["name"])
+        return "participant"
+
+    async def _on_roster(self, roster: list[dict[str, Any]]) -> None:
+        changed = [e["participant_id"] for e in roster] != [
+            e["participant_id"] for e in self._roster
+        ]
+        self._roster = roster
+        if changed:
+            self._say(f"roster: {describe_roster(roster)}")
+        if self.keyring is None:
+            return
+        for out in self.keyring.on_roster(roster):
+            await self.send("key", to=out.to, payload=out.payload)
+        code = self.keyring.security_code(roster)
+        if code is not None and code != self._code:
+            self._code = code
+            self._say(f"security code: {code}")
+
+    async def _stop_media(self) -> None:
+        if self.media is not None:
+            media, self.media = self.media, None
+            await media.close()

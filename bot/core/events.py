@@ -21,7 +21,13 @@ class RoomLockChanged:
     locked: bool
 
 
-Event = RoomEnded | RoomLockChanged
+@dataclass(frozen=True)
+class ParticipantKicked:
+    room_id: str
+    participant_id: str
+
+
+Event = RoomEnded | RoomLockChanged | ParticipantKicked
 Listener = Callable[[Event], Awaitable[None]]
 
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.clock import Clock
-from bot.core.events import EventBus, RoomEnded, RoomLockChanged
+from bot.core.events import EventBus, ParticipantKicked, RoomEnded, RoomLockChanged
 from bot.core.links import make_link, split_credential, split_resume_token
 from bot.core.models import (
     Admission,
@@ -216,6 +216,38 @@ class MeetingService:
         if participant.state is not ParticipantState.ACTIVE:
             raise BadResumeToken()
         return Admission(room=room, participant=participant, resume_token=Secret(token.strip()))
+
+    # --- host controls from inside the meeting ---------------------------------------------
+
+    async def host_of(self, participant_id: str) -> tuple[Room, UserRef]:
+        """The room and chat identity of a connected host; NotHost for anyone else."""
+        found = await self._store.find_session(participant_id)
+        if found is None:
+            raise BadResumeToken()
+        room, participant = found
+        if participant.role is not Role.HOST or participant.state is not ParticipantState.ACTIVE:
+            raise NotHost(room.id, "manage")
+        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+            raise RoomEndedError(room.id)
+        actor = UserRef(
+            room.platform, room.workspace, participant.user_id, participant.display_name
+        )
+        return room, actor
+
+    async def kick(self, host_participant_id: str, target_participant_id: str) -> None:
+        """Remove a participant for good: its session and resume token stop working."""
+        room, actor = await self.host_of(host_participant_id)
+        if target_participant_id == host_participant_id:
+            raise CommandError("The host cannot kick themselves; end the meeting instead.")
+        found = await self._store.find_session(target_participant_id)
+        if found is None or found[0].id != room.id:
+            raise CommandError("There is no such participant in this meeting.")
+        if not await self._store.revoke_session(
+            target_participant_id, _actor(actor), self._clock.now()
+        ):
+            raise CommandError("That participant has already been removed.")
+        log.info("participant %s kicked from room %s", target_participant_id, room.id)
+        await self.events.publish(ParticipantKicked(room.id, target_participant_id))
 
     # --- housekeeping --------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ class Store(Protocol):
 
     async def find_session(self, participant_id: str) -> tuple[Room, Participant] | None: ...
 
+    async def revoke_session(self, participant_id: str, actor: str, now: float) -> bool:
+        """Revoke one participant's session (a kick); False if it was not active."""
+
     async def sweep(self, now: float) -> SweepResult:
         """Expire rooms and invites past their expiry."""
 

@@ -547,6 +547,22 @@ class SqliteStore:
         assert room_row is not None  # foreign key
         return _room(room_row), participant
 
+    async def revoke_session(self, participant_id: str, actor: str, now: float) -> bool:
+        async with self._write() as db:
+            room_id = await self._scalar(
+                db, "SELECT room_id FROM participants WHERE id = ?", (participant_id,)
+            )
+            cur = await db.execute(
+                "UPDATE participants SET state = 'revoked' WHERE id = ? AND state = 'active'",
+                (participant_id,),
+            )
+            if cur.rowcount != 1:
+                return False
+            await self._audit(
+                db, now, room_id, actor, "participant_kicked", participant=participant_id
+            )
+            return True
+
     # --- housekeeping --------------------------------------------------------------------
 
     async def sweep(self, now: float) -> SweepResult:

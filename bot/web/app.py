@@ -38,7 +38,7 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_app(hub: Hub, base_url: str) -> web.Application:
+def create_app(hub: Hub, base_url: str, relay_control: Handler | None = None) -> web.Application:
     app = web.Application(middlewares=[security_headers])
 
     async def healthz(request: web.Request) -> web.Response:
@@ -59,4 +59,6 @@ def create_app(hub: Hub, base_url: str) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/j/{room_id}", join_page)
     app.router.add_get("/ws", hub.handle)
+    if relay_control is not None:
+        app.router.add_get("/relay", relay_control)
     return app

@@ -25,6 +25,9 @@ def conclave_env(port: int, db: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
     env["CONCLAVE_SERVER_PORT"] = str(port)
     env["CONCLAVE_STORAGE_PATH"] = str(db)
+    # Media stays on loopback; tests that need no media run without relay workers.
+    env["CONCLAVE_RELAY_HOST_ADDRESSES"] = "127.0.0.1"
+    env["CONCLAVE_RELAY_WORKERS"] = "0"
     env.update(extra)
     return env
 

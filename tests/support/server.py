@@ -77,6 +77,8 @@ async def serve(
         "CONCLAVE_SERVER_PORT": str(port),
         "CONCLAVE_STORAGE_PATH": str(tmp_path / "c.db"),
         "CONCLAVE_MEETINGS_SWEEP_INTERVAL": "3600",
+        # Signaling tests need no media; media tests start their own workers.
+        "CONCLAVE_RELAY_WORKERS": "0",
         **(env or {}),
     }
     clock = clock or FakeClock()

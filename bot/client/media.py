@@ -1,0 +1,139 @@
+"""The participant's media: one peer connection to the room's relay worker.
+
+The client publishes its own audio and video (encrypted before packetization, see
+``bot.client.tracks``) with one offer; after that only the relay offers, to add or remove the
+other participants' tracks. Every received frame is decrypted between aiortc's jitter buffer
+and its decoder; frames that fail are counted and dropped, never decoded.
+
+``--record DIR`` writes one file per received track: ``DIR/<name>-<participant>.video.webm``
+(VP8) and ``DIR/<name>-<participant>.audio.wav`` (16-bit PCM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiortc import RTCSessionDescription
+from aiortc.contrib.media import MediaBlackhole
+from aiortc.mediastreams import MediaStreamTrack
+
+from bot.client.keyring import Keyring
+from bot.client.recorder import TrackRecorder
+from bot.client.tracks import AudioSource, VideoSource
+from bot.e2ee.media import Codec
+from bot.relay.aiortc_internals import (
+    install_receive_transform,
+    make_peer_connection,
+    on_keyframe_request,
+    prefer_codec,
+)
+from bot.secret import Secret
+
+log = logging.getLogger(__name__)
+
+CODECS = {"video": Codec.VP8, "audio": Codec.OPUS}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _sink_name(name: str, participant_id: str, kind: str) -> str:
+    safe = _UNSAFE.sub("_", name).strip("_") or "participant"
+    return f"{safe}-{participant_id}.{'video.webm' if kind == 'video' else 'audio.wav'}"
+
+
+class MediaSession:
+    def __init__(
+        self,
+        keyring: Keyring,
+        *,
+        video: str = "testsrc",
+        audio: str = "tone",
+        record_dir: Path | None = None,
+        ice_servers: tuple[str, ...] = (),
+        ice_username: str = "",
+        ice_credential: Secret = Secret(""),
+        name_of: Callable[[str], str] = str,
+    ) -> None:
+        self._keyring = keyring
+        self._pc = make_peer_connection(ice_servers, ice_username, ice_credential)
+        self._record_dir = record_dir
+        self._name_of = name_of
+        self._sinks: list[TrackRecorder | MediaBlackhole] = []
+        self.sources: dict[str, VideoSource | AudioSource] = {}
+        self.received: dict[tuple[str, str], MediaStreamTrack] = {}
+        if video != "none":
+            self.sources["video"] = VideoSource(self._protector("video"), video)
+        if audio != "none":
+            self.sources["audio"] = AudioSource(self._protector("audio"), audio)
+        self._pc.on("track", self._on_track)
+
+    def _protector(self, kind: str) -> Callable[[bytes], bytes]:
+        codec = CODECS[kind]
+        return lambda frame: self._keyring.protect(codec, frame)
+
+    async def offer(self) -> dict[str, Any]:
+        """The one offer this client makes: what it publishes (or, publishing nothing, a
+        receive-only audio line so the relay has a transport to send on)."""
+        for kind, source in self.sources.items():
+            transceiver = self._pc.addTransceiver(source, direction="sendonly")
+            prefer_codec(transceiver)
+            if kind == "video":
+                assert isinstance(source, VideoSource)
+                on_keyframe_request(transceiver.sender, source.request_key_frame)
+        if not self.sources:
+            prefer_codec(self._pc.addTransceiver("audio", direction="recvonly"))
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        return {"type": "offer", "sdp": self._pc.localDescription.sdp}
+
+    async def accept_answer(self, answer: dict[str, Any]) -> None:
+        await self._pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+
+    async def answer_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
+        """The relay renegotiates when people come and go."""
+        await self._pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await self._pc.setLocalDescription(await self._pc.createAnswer())
+        return {"type": "answer", "sdp": self._pc.localDescription.sdp}
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        # The relay names forwarded tracks "<participant>-<kind>" (msid).
+        owner = track.id.rsplit("-", 1)[0]
+        codec = CODECS.get(track.kind)
+        receiver = next(
+            (t.receiver for t in self._pc.getTransceivers() if t.receiver.track is track), None
+        )
+        if codec is None or receiver is None:
+            return
+        install_receive_transform(
+            receiver, track.kind, lambda data: self._keyring.unprotect(codec, data)
+        )
+        self.received[(owner, track.kind)] = track
+        if self._record_dir is not None:
+            self._record_dir.mkdir(parents=True, exist_ok=True)
+            path = self._record_dir / _sink_name(self._name_of(owner), owner, track.kind)
+            recorder = TrackRecorder(track, path)
+            recorder.start()
+            self._sinks.append(recorder)
+        else:
+            # Decoded frames must still be consumed, or they pile up in the track's queue.
+            sink = MediaBlackhole()
+            sink.addTrack(track)
+            self._sinks.append(sink)
+            asyncio.ensure_future(sink.start()).add_done_callback(_log_failure)
+
+    async def close(self) -> None:
+        for source in self.sources.values():
+            source.stop()
+        for sink in self._sinks:
+            with contextlib.suppress(Exception):
+                await sink.stop()
+        await self._pc.close()
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("recording failed: %s", task.exception())

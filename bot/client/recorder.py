@@ -1,0 +1,71 @@
+"""Write what one received track decodes to a file: VP8 in WebM for video, PCM in WAV for audio.
+
+aiortc's ``MediaRecorder`` encodes video with libvpx at its slowest settings; on a small
+machine that starves the meeting itself, so video here is re-encoded in real-time mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+from pathlib import Path
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+log = logging.getLogger(__name__)
+
+
+class TrackRecorder:
+    def __init__(self, track: MediaStreamTrack, path: Path) -> None:
+        self._track = track
+        self._path = path
+        self._task: asyncio.Task[None] | None = None
+        self.frames = 0
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        container: Any = av.open(str(self._path), mode="w")
+        stream: Any = None
+        try:
+            while True:
+                try:
+                    frame = await self._track.recv()
+                except MediaStreamError:
+                    return
+                if stream is None:
+                    stream = self._open_stream(container, frame)
+                if self._track.kind == "video":
+                    frame.pts = None  # let the encoder number frames at the stream's rate
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                self.frames += 1
+        finally:
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    for packet in stream.encode(None):
+                        container.mux(packet)
+            container.close()
+
+    def _open_stream(self, container: Any, frame: Any) -> Any:
+        if self._track.kind == "audio":
+            stream = container.add_stream("pcm_s16le", rate=frame.sample_rate)
+            stream.layout = frame.layout.name
+            return stream
+        stream = container.add_stream("libvpx", rate=15)
+        stream.width, stream.height = frame.width, frame.height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = fractions.Fraction(1, 15)
+        stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        return stream
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

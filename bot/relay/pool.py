@@ -1,0 +1,327 @@
+"""The core's side of the relay control channel: authenticates workers, assigns each room to
+the least-loaded one, and carries the hub's media requests to it.
+
+Workers connect to ``/relay`` (see docs/PROTOCOL.md, "Relay control channel"); a worker is
+either a local process that ``conclave run`` starts or a ``conclave relay`` on another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import itertools
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from bot.errors import ConclaveError
+from bot.relay.tickets import (
+    HEADER as TICKET_HEADER,
+)
+from bot.relay.tickets import (
+    BadTicket,
+    NonceCache,
+    make_core_ticket,
+    verify_worker_ticket,
+)
+from bot.secret import Secret
+from bot.signaling.relay_port import OfferListener, RelayUnavailable
+
+log = logging.getLogger(__name__)
+
+CONTROL_LIMIT = 256 * 1024
+REQUEST_TIMEOUT = 15.0
+READY_TIMEOUT = 10.0
+
+
+@dataclass(eq=False)
+class WorkerLink:
+    worker_id: str
+    ws: web.WebSocketResponse
+    rooms: int = 0
+    participants: int = 0
+    pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def load(self) -> tuple[int, int]:
+        return (self.participants, self.rooms)
+
+
+class RelayPool:
+    """Implements ``MediaRelay`` over every connected worker."""
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret
+        self._nonces = NonceCache()
+        self._workers: dict[str, WorkerLink] = {}
+        self._rooms: dict[str, WorkerLink] = {}
+        # Rooms assigned but not yet reported in the worker's load, so that a burst of new
+        # rooms spreads out instead of all landing on the worker that looked idle.
+        self._assigned: dict[str, int] = {}
+        self._ids = itertools.count(1)
+        self._listeners: list[OfferListener] = []
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- MediaRelay ----------------------------------------------------------------------
+
+    def on_offer(self, listener: OfferListener) -> None:
+        self._listeners.append(listener)
+
+    async def join(
+        self, room_id: str, participant_id: str, offer: dict[str, Any]
+    ) -> dict[str, Any]:
+        worker = self._assign(room_id)
+        result = await self._request(
+            worker, {"type": "join", "room": room_id, "participant": participant_id, "offer": offer}
+        )
+        answer = result.get("answer")
+        if not isinstance(answer, dict):
+            raise RelayUnavailable("The media relay sent no answer.")
+        return answer
+
+    async def answer(
+        self, room_id: str, participant_id: str, negotiation: int, answer: dict[str, Any]
+    ) -> None:
+        worker = self._rooms.get(room_id)
+        if worker is None:
+            raise RelayUnavailable("This room has no media relay.")
+        await self._request(
+            worker,
+            {
+                "type": "answer",
+                "room": room_id,
+                "participant": participant_id,
+                "negotiation": negotiation,
+                "answer": answer,
+            },
+        )
+
+    async def leave(self, room_id: str, participant_id: str) -> None:
+        worker = self._rooms.get(room_id)
+        if worker is not None:
+            await self._request(
+                worker, {"type": "leave", "room": room_id, "participant": participant_id}
+            )
+
+    async def close_room(self, room_id: str) -> None:
+        worker = self._rooms.pop(room_id, None)
+        if worker is not None:
+            await self._request(worker, {"type": "close_room", "room": room_id})
+
+    # --- workers -------------------------------------------------------------------------
+
+    def worker_ids(self) -> list[str]:
+        return sorted(self._workers)
+
+    def room_worker(self, room_id: str) -> str | None:
+        worker = self._rooms.get(room_id)
+        return None if worker is None else worker.worker_id
+
+    async def wait_for_workers(self, count: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while len(self._workers) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+        return True
+
+    def _assign(self, room_id: str) -> WorkerLink:
+        worker = self._rooms.get(room_id)
+        if worker is not None and self._workers.get(worker.worker_id) is worker:
+            return worker
+        if not self._workers:
+            raise RelayUnavailable()
+        worker = min(
+            self._workers.values(),
+            key=lambda w: (w.participants, w.rooms + self._assigned.get(w.worker_id, 0)),
+        )
+        self._rooms[room_id] = worker
+        self._assigned[worker.worker_id] = self._assigned.get(worker.worker_id, 0) + 1
+        log.info("room %s assigned to relay worker %s", room_id, worker.worker_id)
+        return worker
+
+    async def _request(self, worker: WorkerLink, message: dict[str, Any]) -> dict[str, Any]:
+        request_id = next(self._ids)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        worker.pending[request_id] = future
+        try:
+            await worker.ws.send_str(json.dumps({**message, "id": request_id}))
+            result = await asyncio.wait_for(future, REQUEST_TIMEOUT)
+        except (ConnectionError, TimeoutError):
+            raise RelayUnavailable("The media relay did not answer.") from None
+        finally:
+            worker.pending.pop(request_id, None)
+        if not result.get("ok"):
+            raise RelayUnavailable(f"The media relay refused: {result.get('error', 'no reason')}")
+        return result
+
+    async def handle_worker(self, request: web.Request) -> web.StreamResponse:
+        try:
+            worker_id = verify_worker_ticket(
+                self._secret, request.headers.get(TICKET_HEADER, ""), time.time(), self._nonces
+            )
+        except BadTicket:
+            log.warning("refused a relay worker with a bad ticket from %s", request.remote)
+            raise web.HTTPUnauthorized(text="bad relay ticket") from None
+        nonce = request.headers.get(TICKET_HEADER, "").split(".")[-2]  # ids may contain dots
+        ws = web.WebSocketResponse(max_msg_size=CONTROL_LIMIT, heartbeat=20.0)
+        await ws.prepare(request)
+        await ws.send_str(
+            json.dumps(
+                {
+                    "type": "welcome",
+                    "ticket": make_core_ticket(self._secret, worker_id, nonce, time.time()),
+                }
+            )
+        )
+        link = WorkerLink(worker_id=worker_id, ws=ws)
+        try:
+            await self._serve_worker(link)
+        finally:
+            await self._drop_worker(link)
+        return ws
+
+    async def _serve_worker(self, link: WorkerLink) -> None:
+        ready = False
+        while True:
+            try:
+                msg = await link.ws.receive(timeout=None if ready else READY_TIMEOUT)
+            except TimeoutError:
+                log.warning("relay worker %s never became ready", link.worker_id)
+                return
+            if msg.type != WSMsgType.TEXT:
+                return
+            try:
+                message = json.loads(msg.data)
+                kind = message["type"]
+            except (ValueError, KeyError, TypeError):
+                log.warning("relay worker %s sent a malformed message", link.worker_id)
+                continue
+            if kind == "ready" and not ready:
+                ready = True
+                old = self._workers.get(link.worker_id)
+                if old is not None:
+                    await old.ws.close()
+                self._workers[link.worker_id] = link
+                self._changed.set()
+                log.info("relay worker %s is ready", link.worker_id)
+            if kind in ("ready", "load"):
+                link.rooms = int(message.get("rooms", 0))
+                link.participants = int(message.get("participants", 0))
+                self._assigned.pop(link.worker_id, None)
+            elif kind == "result":
+                future = link.pending.get(message.get("id"))
+                if future is not None and not future.done():
+                    future.set_result(message)
+            elif kind == "offer":
+                # Not awaited here: the hub may hold an offer until the client has the answer
+                # to its own offer, and that answer may be waiting on this very reader.
+                task = asyncio.create_task(self._dispatch_offer(message))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif kind == "error":
+                log.warning("relay worker %s reported: %s", link.worker_id, message.get("message"))
+                future = link.pending.get(message.get("id"))
+                if future is not None and not future.done():
+                    future.set_result({"ok": False, "error": message.get("message")})
+
+    async def _dispatch_offer(self, message: dict[str, Any]) -> None:
+        try:
+            room, participant = str(message["room"]), str(message["participant"])
+            negotiation, offer = int(message["negotiation"]), dict(message["offer"])
+        except (KeyError, TypeError, ValueError):
+            log.warning("relay worker sent a malformed offer")
+            return
+        for listener in self._listeners:
+            try:
+                await listener(room, participant, negotiation, offer)
+            except ConclaveError:
+                log.warning("could not forward a relay offer to %s", participant)
+
+    async def _drop_worker(self, link: WorkerLink) -> None:
+        if self._workers.get(link.worker_id) is link:
+            del self._workers[link.worker_id]
+            self._changed.set()
+            log.warning("relay worker %s disconnected", link.worker_id)
+        for room_id, worker in list(self._rooms.items()):
+            if worker is link:
+                del self._rooms[room_id]
+        for future in link.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("relay worker gone"))
+
+
+def _die_with_parent() -> None:
+    """Linux: a local worker gets SIGTERM when ``conclave run`` dies, even by SIGKILL, instead
+    of lingering and reconnecting to nothing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+class LocalWorkers:
+    """Relay worker processes started by ``conclave run`` on this host."""
+
+    def __init__(
+        self,
+        count: int,
+        core_url: str,
+        secret: Secret,
+        config_path: str | None,
+        relay_env: dict[str, str] | None = None,
+    ) -> None:
+        self._count = count
+        self._core_url = core_url
+        self._secret = secret
+        self._config_path = config_path
+        self._relay_env = relay_env or {}
+        self._procs: list[asyncio.subprocess.Process] = []
+
+    async def start(self) -> None:
+        env = {**os.environ, **self._relay_env}
+        # The secret goes through the environment, never argv, which any local user can read.
+        env["CONCLAVE_RELAY_SECRET"] = self._secret.reveal()
+        if self._config_path:
+            env["CONCLAVE_CONFIG"] = self._config_path
+        for index in range(1, self._count + 1):
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "relay",
+                "--core-url",
+                self._core_url,
+                "--worker-id",
+                f"local-{index}",
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
+            )
+            self._procs.append(proc)
+
+    async def stop(self) -> None:
+        for proc in self._procs:
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self._procs:
+            try:
+                await asyncio.wait_for(proc.wait(), 5.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        self._procs.clear()

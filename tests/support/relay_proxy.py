@@ -1,0 +1,73 @@
+"""A recording man-in-the-middle on the relay control channel: the worker dials the proxy, the
+proxy dials the real core with the worker's own ticket, and every message passes through and
+is recorded. It lets a test see exactly what a relay worker receives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from bot.relay.tickets import HEADER
+from tests.support.fakes import free_port
+
+
+@dataclass
+class RecordingProxy:
+    port: int
+    to_worker: list[str] = field(default_factory=list)
+    to_core: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+async def _pump(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    record: list[str],
+) -> None:
+    async for msg in source:
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            break
+        record.append(msg.data)
+        await sink.send_str(msg.data)
+    await sink.close()
+
+
+@asynccontextmanager
+async def recording_proxy(core_url: str) -> AsyncIterator[RecordingProxy]:
+    proxy = RecordingProxy(port=free_port())
+    http = aiohttp.ClientSession()
+
+    async def relay(request: web.Request) -> web.StreamResponse:
+        headers = {HEADER: request.headers.get(HEADER, "")}
+        try:
+            upstream = await http.ws_connect(f"{core_url}/relay", headers=headers)
+        except aiohttp.WSServerHandshakeError as err:
+            raise web.HTTPUnauthorized() if err.status == 401 else web.HTTPBadGateway() from None
+        downstream = web.WebSocketResponse(max_msg_size=0)
+        await downstream.prepare(request)
+        await asyncio.gather(
+            _pump(upstream, downstream, proxy.to_worker),
+            _pump(downstream, upstream, proxy.to_core),
+        )
+        return downstream
+
+    app = web.Application()
+    app.router.add_get("/relay", relay)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", proxy.port).start()
+    try:
+        yield proxy
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        await http.close()
