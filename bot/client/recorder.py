@@ -62,6 +62,7 @@ class TrackRecorder:
         stream.pix_fmt = "yuv420p"
         stream.time_base = fractions.Fraction(1, 15)
         stream.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        stream.codec_context.thread_count = 1  # see VideoSource: threads only contend here
         return stream
 
     async def stop(self) -> None:

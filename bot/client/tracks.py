@@ -26,6 +26,7 @@ AUDIO_CLOCK = fractions.Fraction(1, 48000)
 AUDIO_RATE = 48000
 AUDIO_FRAME = 960  # 20 ms
 WIDTH, HEIGHT, FPS = 320, 240, 15
+MAX_LAG = 0.1  # seconds a source may run late before it skips ahead
 
 # (encoded frame) -> protected frame; raises MediaFrameError for a frame it cannot send.
 Protect = Callable[[bytes], bytes]
@@ -41,9 +42,13 @@ class _PacedTrack(MediaStreamTrack):
         self.keep_frames = False
 
     async def _pace(self, seconds: float) -> None:
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + seconds - time.monotonic()
+        """Wait until ``seconds`` into the stream. A source that fell behind (a busy machine)
+        starts again from now instead of racing to catch up: a burst of frames would only
+        take more CPU from everything else, and late media is worthless."""
+        now = time.monotonic()
+        if self._start is None or now - (self._start + seconds) > MAX_LAG:
+            self._start = now - seconds
+        wait = self._start + seconds - now
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -98,6 +103,9 @@ class VideoSource(_PacedTrack):
         codec.bit_rate = 300_000
         codec.gop_size = 10 * FPS  # a key frame now and then, and on every request
         codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+        # One thread: libvpx's worker threads spin on each other when the machine is busy,
+        # and a small picture gains nothing from them.
+        codec.thread_count = 1
         self._codec = codec
         self._n = 0
         self._key_frame_wanted = True

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 DM = re.compile(r"^DM to @(?P<who>\w+): (?P<link>\S+)$")
 CODE = re.compile(r"^security code: (\d{5} \d{5} \d{5} \d{5} \d{5} \d{5})$")
-MEETING_SECONDS = 14
+MEETING_SECONDS = 12
 
 
 def video_frames(path: Path) -> int:
