@@ -270,3 +270,33 @@ async def test_a_refused_hello_never_reaches_the_worker(
 
     await publish(ana, worker)
     assert [m["participant"] for m in worker.of_type("join")] == [ana.participant_id]
+
+
+async def test_rooms_go_to_the_least_loaded_worker_and_stay_there(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    async with (
+        fake_worker(server.base_url, RELAY_SECRET, "w-one") as one,
+        fake_worker(server.base_url, RELAY_SECRET, "w-two") as two,
+    ):
+        pool = pool_of(server)
+        assert await pool.wait_for_workers(2, within=10)
+        first, second = await make_meeting(server, "ana", "ben"), await make_meeting(server, "cy")
+        ana = await join(server, http, stack, first, "ana")
+        cy = await join(server, http, stack, second, "cy")
+        await negotiate(ana)
+        await negotiate(cy)
+        assigned = {pool.room_worker(first.room_id), pool.room_worker(second.room_id)}
+        assert assigned == {"w-one", "w-two"}, "two rooms on two idle workers must spread"
+        # A later participant of a room goes where the room already is.
+        ben = await join(server, http, stack, first, "ben")
+        home = one if pool.room_worker(first.room_id) == "w-one" else two
+        await ben.send("publish", offer=OFFER)
+        await receive_until(ben.ws, "answer")
+        joined = await home.wait_for("join", lambda m: m["participant"] == ben.participant_id)
+        assert joined["room"] == first.room_id
+
+
+async def negotiate(peer: Peer) -> None:
+    await peer.send("publish", offer=OFFER)
+    assert await receive_until(peer.ws, "answer") == {"type": "answer", "answer": FAKE_ANSWER}

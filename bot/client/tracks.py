@@ -147,6 +147,7 @@ def _file_audio(path: Path) -> Iterator[np.ndarray[Any, Any]]:
                 raise MediaStreamError(f"{path} has no audio stream")
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
+                    out.pts = None  # each loop of the file restarts its clock; ours runs on
                     fifo.write(out)
                 while (chunk := fifo.read(AUDIO_FRAME)) is not None:
                     yield chunk.to_ndarray()
