@@ -35,3 +35,9 @@ def test_room_ids_with_spaces_stay_one_word_and_are_refused() -> None:
     assert parse(options.invite("abc", "<@3>")) == grammar.InviteMore(
         "abc", (grammar.Mention("3", None),)
     )
+
+
+def test_a_one_word_topic_that_is_a_keyword_stays_the_topic() -> None:
+    for word in ("list", "help", "Standup", "it's"):
+        command = parse(options.create("", word, False, "", False))
+        assert command == grammar.CreateRoom((), word, False, None), word

@@ -121,3 +121,9 @@ def test_a_lone_unknown_word_is_an_unknown_command() -> None:
         p("frobnicate")
     assert p('"Standup"') == CreateRoom((), "Standup", False, None)
     assert p("Weekly sync") == CreateRoom((), "Weekly sync", False, None)
+
+
+def test_a_quoted_first_word_is_a_topic_not_a_subcommand() -> None:
+    assert p('"list"') == CreateRoom((), "list", False, None)
+    assert p("'help' @ana") == CreateRoom((Mention("ana", "ana"),), "help", False, None)
+    assert p("list") == ListRooms()

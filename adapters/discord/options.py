@@ -26,8 +26,13 @@ def create(invitees: str, topic: str, lobby: bool, ttl: str, announce: bool) -> 
     if ttl.strip():
         words.append("ttl=" + shlex.quote(ttl.strip()))
     if topic.strip():
-        words.append(shlex.quote(topic.strip()))
+        words.append(quoted(topic.strip()))
     return " ".join(w for w in words if w)
+
+
+def quoted(text: str) -> str:
+    """Always quoted, unlike shlex.quote: a quoted word is a topic, never a subcommand."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def invite(room: str, invitees: str) -> str:

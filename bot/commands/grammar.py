@@ -136,6 +136,8 @@ def parse(text: str, *, max_invitees: int) -> Command:
     tokens = _tokens(text)
     if not tokens:
         raise CommandError("Say whom to meet, e.g. `/meet @ana @ben Weekly sync`, or `/meet help`.")
+    if text.lstrip()[:1] in ("'", '"'):
+        return _create(tokens, max_invitees)  # a quoted first word is a topic, never a verb
     verb, args = tokens[0].lower(), tokens[1:]
     if verb == "help":
         return Help()
