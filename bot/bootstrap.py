@@ -26,7 +26,8 @@ from bot.config import Settings
 from bot.core.service import MeetingService
 from bot.core.sweeper import run_sweeper
 from bot.errors import ConclaveError
-from bot.relay.pool import LocalWorkers, RelayPool
+from bot.relay.local import LocalWorkers
+from bot.relay.pool import RelayPool
 from bot.secret import Secret
 from bot.signaling.hub import Hub
 from bot.store.sqlite import SqliteStore
@@ -82,6 +83,10 @@ class Application:
         if self.console is not None:
             lines = console_lines if console_lines is not None else stdin_lines()
             self._tasks.append(asyncio.create_task(self.console.run(lines), name="console"))
+
+    @property
+    def local_workers(self) -> LocalWorkers | None:
+        return self._workers
 
     async def _start_relays(self) -> None:
         count = self.settings.relay.workers

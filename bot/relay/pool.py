@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import itertools
 import json
 import logging
-import os
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -261,67 +257,3 @@ class RelayPool:
         for future in link.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("relay worker gone"))
-
-
-def _die_with_parent() -> None:
-    """Linux: a local worker gets SIGTERM when ``conclave run`` dies, even by SIGKILL, instead
-    of lingering and reconnecting to nothing."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
-
-
-class LocalWorkers:
-    """Relay worker processes started by ``conclave run`` on this host."""
-
-    def __init__(
-        self,
-        count: int,
-        core_url: str,
-        secret: Secret,
-        config_path: str | None,
-        relay_env: dict[str, str] | None = None,
-    ) -> None:
-        self._count = count
-        self._core_url = core_url
-        self._secret = secret
-        self._config_path = config_path
-        self._relay_env = relay_env or {}
-        self._procs: list[asyncio.subprocess.Process] = []
-
-    async def start(self) -> None:
-        env = {**os.environ, **self._relay_env}
-        # The secret goes through the environment, never argv, which any local user can read.
-        env["CONCLAVE_RELAY_SECRET"] = self._secret.reveal()
-        if self._config_path:
-            env["CONCLAVE_CONFIG"] = self._config_path
-        for index in range(1, self._count + 1):
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bot",
-                "relay",
-                "--core-url",
-                self._core_url,
-                "--worker-id",
-                f"local-{index}",
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )
-            self._procs.append(proc)
-
-    async def stop(self) -> None:
-        for proc in self._procs:
-            if proc.returncode is None:
-                proc.terminate()
-        for proc in self._procs:
-            try:
-                await asyncio.wait_for(proc.wait(), 5.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-        self._procs.clear()
