@@ -46,6 +46,17 @@ def _sink_name(name: str, participant_id: str, kind: str) -> str:
     return f"{safe}-{participant_id}.{'video.webm' if kind == 'video' else 'audio.wav'}"
 
 
+def _fresh(path: Path) -> Path:
+    """``path``, or ``name-2.ext`` and so on when media restarted and it is taken."""
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        stem, _, ext = path.name.partition(".")
+        candidate = path.with_name(f"{stem}-{n}.{ext}")
+    return candidate
+
+
 class MediaSession:
     def __init__(
         self,
@@ -114,7 +125,7 @@ class MediaSession:
         self.received[(owner, track.kind)] = track
         if self._record_dir is not None:
             self._record_dir.mkdir(parents=True, exist_ok=True)
-            path = self._record_dir / _sink_name(self._name_of(owner), owner, track.kind)
+            path = _fresh(self._record_dir / _sink_name(self._name_of(owner), owner, track.kind))
             recorder = TrackRecorder(track, path)
             recorder.start()
             self._sinks.append(recorder)

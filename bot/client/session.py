@@ -24,6 +24,7 @@ from bot.signaling.envelope import MAX_MESSAGE_BYTES, encode
 log = logging.getLogger(__name__)
 
 RESUME_ATTEMPTS = 5
+PUBLISH_ATTEMPTS = 10
 
 
 class Refused(ConclaveError):
@@ -83,7 +84,8 @@ class ClientSession:
         self.media: MediaSession | None = None
         self.ended: str | None = None
         self.admitted = False
-        self.events: list[str] = []  # what happened, for scripts and tests
+        self._retry: asyncio.Future[None] | None = None
+        self._publish_attempts = 0
 
     # --- connection ------------------------------------------------------------------------
 
@@ -94,6 +96,8 @@ class ClientSession:
             except TimeoutError:
                 return
             finally:
+                if self._retry is not None:
+                    self._retry.cancel()
                 await self._stop_media()
 
     async def _run(self, http: aiohttp.ClientSession) -> None:
@@ -180,10 +184,16 @@ class ClientSession:
         elif kind == "answer":
             if self.media is not None:
                 await self.media.accept_answer(message["answer"])
+                self._publish_attempts = 0
         elif kind == "offer":
             if self.media is not None:
                 answer = await self.media.answer_offer(message["offer"])
                 await self.send("answer", negotiation=message["negotiation"], answer=answer)
+        elif kind == "media_lost":
+            # Our relay worker went away; negotiate again (keys and roster are unaffected).
+            self._say("the media relay restarted; reconnecting media")
+            await self._stop_media()
+            await self._publish()
         elif kind == "room":
             self._say("the host locked the room" if message.get("locked") else "the room is open")
         elif kind == "ended":
@@ -194,6 +204,8 @@ class ClientSession:
             self._say("the host removed you from the meeting")
         elif kind == "warning":
             self._say(f"warning: {message.get('message', message.get('code'))}")
+            if message.get("code") == "relay_unavailable" and self._options.enabled:
+                self._retry_publish()
         elif kind == "error":
             code = str(message.get("code", "error"))
             text = str(message.get("message", "refused"))
@@ -244,7 +256,27 @@ class ClientSession:
         else:
             self.keyring.rejoin()
         await self.send("keys", **self.keyring.public_keys())
-        if self._options.enabled:
+        await self._publish()
+
+    def _retry_publish(self) -> None:
+        """No relay worker right now (one may be restarting): try again a little later."""
+        if self._retry is not None and not self._retry.done():
+            return
+        self._publish_attempts += 1
+        if self._publish_attempts > PUBLISH_ATTEMPTS:
+            self._say("no media relay is available; staying in the meeting without media")
+            return
+        delay = min(2.0 * self._publish_attempts, 10.0)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await self._stop_media()
+            await self._publish()
+
+        self._retry = asyncio.ensure_future(later())
+
+    async def _publish(self) -> None:
+        if self._options.enabled and self.keyring is not None:
             o = self._options
             self.media = MediaSession(
                 self.keyring,

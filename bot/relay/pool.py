@@ -29,7 +29,7 @@ from bot.relay.tickets import (
     verify_worker_ticket,
 )
 from bot.secret import Secret
-from bot.signaling.relay_port import OfferListener, RelayUnavailable
+from bot.signaling.relay_port import LostListener, OfferListener, RelayUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,7 @@ class RelayPool:
         self._assigned: dict[str, int] = {}
         self._ids = itertools.count(1)
         self._listeners: list[OfferListener] = []
+        self._lost_listeners: list[LostListener] = []
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -71,6 +72,9 @@ class RelayPool:
 
     def on_offer(self, listener: OfferListener) -> None:
         self._listeners.append(listener)
+
+    def on_lost(self, listener: LostListener) -> None:
+        self._lost_listeners.append(listener)
 
     async def join(
         self, room_id: str, participant_id: str, offer: dict[str, Any]
@@ -251,9 +255,15 @@ class RelayPool:
             del self._workers[link.worker_id]
             self._changed.set()
             log.warning("relay worker %s disconnected", link.worker_id)
-        for room_id, worker in list(self._rooms.items()):
-            if worker is link:
-                del self._rooms[room_id]
+        lost = [room_id for room_id, worker in self._rooms.items() if worker is link]
+        for room_id in lost:
+            del self._rooms[room_id]
         for future in link.pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("relay worker gone"))
+        for room_id in lost:
+            for listener in self._lost_listeners:
+                try:
+                    await listener(room_id)
+                except Exception:
+                    log.exception("could not tell room %s its relay is gone", room_id)

@@ -111,6 +111,7 @@ class Hub:
         service.events.subscribe(self.on_event)
         if relay is not None:
             relay.on_offer(self._relay_offer)
+            relay.on_lost(self._relay_lost)
         self._handlers: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[None]]] = {
             "ping": self._ping,
             "keys": self._keys,
@@ -337,6 +338,15 @@ class Hub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(conn.answered.wait(), OFFER_HOLD_SECONDS)
         await conn.send(encode("offer", negotiation=negotiation, offer=offer))
+
+    async def _relay_lost(self, room_id: str) -> None:
+        """The room's worker died: every client negotiates afresh (the pool picks a live one)."""
+        live = self._rooms.get(room_id)
+        for conn in [] if live is None else live.admitted():
+            if conn.published:
+                conn.published = False
+                conn.answered.clear()
+                await conn.send(encode("media_lost", message="The media relay restarted."))
 
     async def _admit_guest(self, conn: Connection, message: dict[str, Any]) -> None:
         await self._service.host_of(conn.id)

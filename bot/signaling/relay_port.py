@@ -9,6 +9,8 @@ from bot.errors import ConclaveError
 
 # (room_id, participant_id, negotiation, offer) -> None: a relay-initiated renegotiation.
 OfferListener = Callable[[str, str, int, dict[str, Any]], Awaitable[None]]
+# (room_id) -> None: the worker serving the room is gone, with every peer connection in it.
+LostListener = Callable[[str], Awaitable[None]]
 
 
 class RelayUnavailable(ConclaveError):
@@ -20,6 +22,8 @@ class RelayUnavailable(ConclaveError):
 
 class MediaRelay(Protocol):
     def on_offer(self, listener: OfferListener) -> None: ...
+
+    def on_lost(self, listener: LostListener) -> None: ...
 
     async def join(
         self, room_id: str, participant_id: str, offer: dict[str, Any]
