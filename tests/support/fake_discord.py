@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.fakes import free_port
+from tests.support.fakes import start_local_app
 
 APP_ID = "900000000000000001"
 BOT_ID = APP_ID  # a bot user's id is its application's id
@@ -98,10 +98,7 @@ class FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway_socket)
         app.router.add_route("*", "/api/v10/{path:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await start_local_app(app)
 
     async def stop(self) -> None:
         if self._gateway is not None:

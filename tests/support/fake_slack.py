@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from tests.support.fakes import free_port
+from tests.support.fakes import start_local_app
 
 TEAM = "T0CONCLAVE"
 BOT_USER = "UBOT"
@@ -76,10 +76,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{key}", self._respond)
         app.router.add_get("/socket", self._socket_mode)
-        self._runner = web.AppRunner(app, handle_signals=False)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await start_local_app(app)
 
     async def stop(self) -> None:
         if self._socket is not None:

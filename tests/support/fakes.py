@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from aiohttp import web
+
 from bot.core.models import UserRef
 
 
@@ -26,3 +28,12 @@ def free_port() -> int:
 
 def user(name: str, workspace: str = "local", platform: str = "console") -> UserRef:
     return UserRef(platform, workspace, name, name.capitalize())
+
+
+async def start_local_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on a free loopback port: the runner (to clean up) and the port."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port

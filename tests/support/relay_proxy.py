@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.relay.tickets import HEADER
-from tests.support.fakes import free_port
+from tests.support.fakes import start_local_app
 
 
 @dataclass
@@ -43,7 +43,7 @@ async def _pump(
 
 @asynccontextmanager
 async def recording_proxy(core_url: str) -> AsyncIterator[RecordingProxy]:
-    proxy = RecordingProxy(port=free_port())
+    proxy = RecordingProxy(port=0)
     http = aiohttp.ClientSession()
 
     async def relay(request: web.Request) -> web.StreamResponse:
@@ -62,9 +62,7 @@ async def recording_proxy(core_url: str) -> AsyncIterator[RecordingProxy]:
 
     app = web.Application()
     app.router.add_get("/relay", relay)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", proxy.port).start()
+    runner, proxy.port = await start_local_app(app)
     try:
         yield proxy
     finally:
