@@ -490,6 +490,8 @@ MALFORMED_KEYS: dict[str, dict[str, Any]] = {
     "standard_base64": {"x25519": "A+/" + "A" * 40, "ed25519": "B" * 43},
     "missing_ed25519": {"x25519": "A" * 43},
     "not_text": {"x25519": 7, "ed25519": "B" * 43},
+    # 43 characters carry 258 bits; clients refuse a key whose last 2 bits are not zero.
+    "non_canonical": {"x25519": "A" * 42 + "B", "ed25519": "A" * 43},
 }
 
 

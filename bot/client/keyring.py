@@ -75,10 +75,10 @@ class Keyring:
         """The code over everyone's (id, Ed25519 key); None until everyone announced keys."""
         pairs = []
         for entry in roster:
-            keys = entry.get("keys")
+            keys = _public_keys(entry)
             if keys is None:
                 return None
-            pairs.append((str(entry["participant_id"]), PublicKeys.from_json(keys).ed25519))
+            pairs.append((str(entry["participant_id"]), keys.ed25519))
         return security_code(pairs) if pairs else None
 
     def on_roster(self, roster: Iterable[dict[str, Any]]) -> list[Outgoing]:
@@ -86,11 +86,10 @@ class Keyring:
         current: dict[str, RosterEntry] = {}
         for entry in roster:
             pid = str(entry["participant_id"])
-            if pid == self.participant_id or "keys" not in entry:
+            keys = _public_keys(entry)
+            if pid == self.participant_id or keys is None:
                 continue
-            current[pid] = RosterEntry(
-                pid, int(entry["sender_index"]), PublicKeys.from_json(entry["keys"])
-            )
+            current[pid] = RosterEntry(pid, int(entry["sender_index"]), keys)
         joined = [pid for pid in current if pid not in self._roster]
         left = [pid for pid in self._roster if pid not in current]
         now = time.monotonic()
@@ -175,3 +174,16 @@ class Keyring:
     def tick(self) -> None:
         with self._lock:
             self._keys.tick(time.monotonic())
+
+
+def _public_keys(entry: dict[str, Any]) -> PublicKeys | None:
+    """An entry's announced keys; None until announced, or if they do not parse (the hub
+    checks them, but a client must not fall over because a server sent it garbage)."""
+    keys = entry.get("keys")
+    if not isinstance(keys, dict):
+        return None
+    try:
+        return PublicKeys.from_json(keys)
+    except E2EEError:
+        log.warning("ignoring unusable public keys of %s", entry.get("participant_id"))
+        return None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,6 +21,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from bot.core.events import Event, ParticipantKicked, RoomEnded, RoomLockChanged
 from bot.core.models import Admission, Room
 from bot.core.service import MeetingService
+from bot.e2ee.errors import RosterError
+from bot.e2ee.identity import PublicKeys
 from bot.errors import ConclaveError, ProtocolError
 from bot.signaling.envelope import MAX_MESSAGE_BYTES, decode, encode, text_field
 from bot.signaling.ratelimit import TokenBucket
@@ -42,7 +43,6 @@ CLOSE_RATE = 4429
 MAX_SDP = 60_000
 OFFER_HOLD_SECONDS = 10.0
 MAX_KEY_PAYLOAD = 16_384
-_PUBLIC_KEY = re.compile(r"^[A-Za-z0-9_-]{43}$")  # 32 bytes, unpadded base64url
 
 HELLO_TYPES = frozenset({"hello"})
 LOBBY_TYPES = frozenset({"ping", "bye"})
@@ -285,13 +285,15 @@ class Hub:
     async def _keys(self, conn: Connection, message: dict[str, Any]) -> None:
         if conn.keys is not None:
             raise Refusal("keys_fixed", "This connection's public keys are already announced.")
-        keys = {}
-        for name in ("x25519", "ed25519"):
-            value = message.get(name)
-            if not isinstance(value, str) or not _PUBLIC_KEY.match(value):
-                raise ProtocolError(f"Field {name!r} must be a 32-byte key in base64url.")
-            keys[name] = value
-        conn.keys = keys
+        # Parsed exactly as the clients will parse it, so nobody can announce keys that the
+        # others' clients choke on.
+        try:
+            keys = PublicKeys.from_json(message)
+        except RosterError:
+            raise ProtocolError(
+                "Fields 'x25519' and 'ed25519' must be 32-byte keys in unpadded base64url."
+            ) from None
+        conn.keys = keys.to_json()
         await self._broadcast_roster(conn.participant.room_id)
 
     async def _key(self, conn: Connection, message: dict[str, Any]) -> None:
