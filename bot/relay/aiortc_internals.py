@@ -154,10 +154,16 @@ def prefer_codec(transceiver: RTCRtpTransceiver) -> None:
     )
 
 
+def _primary_codec(transceiver: RTCRtpTransceiver) -> Any | None:
+    """The primary codec the last setRemoteDescription settled on (an RTCRtpCodecParameters)."""
+    codecs = _private(transceiver)._codecs
+    return codecs[0] if codecs else None
+
+
 def negotiated_mime_type(transceiver: RTCRtpTransceiver) -> str | None:
     """The primary codec the last setRemoteDescription settled on, e.g. ``video/VP8``."""
-    codecs = _private(transceiver)._codecs
-    return str(codecs[0].mimeType) if codecs else None
+    codec = _primary_codec(transceiver)
+    return None if codec is None else str(codec.mimeType)
 
 
 # --- tracks ---------------------------------------------------------------------------------
@@ -254,37 +260,47 @@ class SenderTap:
     def __init__(self, transceiver: RTCRtpTransceiver) -> None:
         self.transceiver = transceiver
         self.sender: Any = _private(transceiver.sender)
-        self._ready = False
+        self.is_ready = False  # a plain attribute, so the per-packet check costs no call
+        self._ssrc = 0
         self._payload_type = 0
         self._mid: str | None = None
         self._extensions: Any = None
         self._history: dict[int, RtpPacket] = {}
 
     def ready(self) -> bool:
-        if not self._ready and sender_started(self.sender):
+        if not self.is_ready and sender_started(self.sender):
             s = self.sender
-            self._payload_type = int(_private(self.transceiver)._codecs[0].payloadType)
+            codec = _primary_codec(self.transceiver)
+            assert codec is not None  # send() runs only after a codec was negotiated
+            self._payload_type = int(codec.payloadType)
+            self._ssrc = s._ssrc
             self._mid = s._RTCRtpSender__mid
             self._extensions = s._RTCRtpSender__rtp_header_extensions_map
             self._history = s._RTCRtpSender__rtp_history
-            self._ready = True
-        return self._ready
+            self.is_ready = True
+        return self.is_ready
 
     async def send(
-        self, source: RtpPacket, sequence_number: int, report_rtp_timestamp: int
+        self,
+        source: RtpPacket,
+        sequence_number: int,
+        report_rtp_timestamp: int,
+        now: int | None = None,
     ) -> bool:
         """Send ``source``'s payload, marker and timestamp as this sender's packet.
 
-        ``report_rtp_timestamp`` is the RTP time that corresponds to now, for the next SR.
-        Returns False when the transport is not (or no longer) connected.
+        ``report_rtp_timestamp`` is the RTP time that corresponds to ``now`` (NTP; read from
+        the clock when not given), for the next SR. Returns False when the transport is not (or
+        no longer) connected.
         """
-        now = aiortc_clock.current_ntp_time()
+        if now is None:
+            now = aiortc_clock.current_ntp_time()
         out = RtpPacket(
             payload_type=self._payload_type,
             marker=source.marker,
             sequence_number=sequence_number,
             timestamp=source.timestamp,
-            ssrc=self.sender._ssrc,
+            ssrc=self._ssrc,
             payload=source.payload,
         )
         out.extensions.mid = self._mid
@@ -332,6 +348,7 @@ class ReceiverTap:
         self._on_sender_report = on_sender_report
         self._codecs: dict[int, Any] = self.receiver._RTCRtpReceiver__codecs
         self._rtx_ssrc: dict[int, int] = self.receiver._RTCRtpReceiver__rtx_ssrc
+        self._is_rtx: dict[int, bool] = {}
         self._streams: dict[int, StreamStatistics] = self.receiver._RTCRtpReceiver__remote_streams
         self._nack = NackGenerator() if kind == "video" else None
         self._stock_rtcp = self.receiver._handle_rtcp_packet
@@ -360,7 +377,12 @@ class ReceiverTap:
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stream.add(packet)
-        if is_rtx(codec):
+        rtx = self._is_rtx.get(packet.payload_type)
+        if rtx is None:
+            # The receiver's codec table is fixed once receive() ran; no need to re-parse the
+            # MIME type of every packet.
+            rtx = self._is_rtx[packet.payload_type] = is_rtx(codec)
+        if rtx:
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
@@ -455,6 +477,8 @@ def check_internals() -> None:
         missing.append("RTCDtlsTransport._send_rtp")
     if not hasattr(RTCRtpTransceiver, "setCodecPreferences"):
         missing.append("RTCRtpTransceiver.setCodecPreferences")
+    if not hasattr(RTCRtpTransceiver("audio", probe.receiver, probe.sender), "_codecs"):
+        missing.append("RTCRtpTransceiver._codecs")
     if missing:
         raise AiortcMismatch(missing)
 

@@ -163,8 +163,14 @@ class PublishedTrack:
 
     async def _on_packet(self, packet: RtpPacket) -> None:
         self._counters.received_packets += 1
+        if not self.forwards:
+            return
+        # One clock read per packet, shared by every subscriber (it costs more than a send's
+        # own arithmetic), so each sender report's NTP and RTP times come from one instant.
+        now = _relay_ntp()
+        report_time = self.rtp_time_at(now, packet.timestamp)
         for forward in self.forwards:
-            await forward.forward(packet)
+            await forward.forward(packet, now, report_time)
 
 
 class ForwardedTrack:
@@ -183,8 +189,8 @@ class ForwardedTrack:
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
         hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
 
-    async def forward(self, packet: RtpPacket) -> None:
-        if not self._tap.ready():
+    async def forward(self, packet: RtpPacket, now: int, report_time: int) -> None:
+        if not (self._tap.is_ready or self._tap.ready()):
             return  # not negotiated yet
         if self._awaiting_keyframe:
             if not vp8_starts_key_frame(packet.payload):
@@ -197,8 +203,7 @@ class ForwardedTrack:
             start = random.randrange(32768)  # noqa: S311
             self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
-        report_time = self.track.rtp_time_at(_relay_ntp(), packet.timestamp)
-        if await self._tap.send(packet, sequence_number, report_time):
+        if await self._tap.send(packet, sequence_number, report_time, now):
             self._counters.forwarded_packets += 1
 
     async def stop(self) -> None:
@@ -435,7 +440,7 @@ class Relay:
 
 
 def _relay_ntp() -> int:
-    return int(aiortc_clock.current_ntp_time())
+    return aiortc_clock.current_ntp_time()
 
 
 async def _close(pc: RTCPeerConnection) -> None:
