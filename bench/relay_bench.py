@@ -49,7 +49,7 @@ from bot.relay.aiortc_internals import (
     prefer_codec,
     restrict_host_addresses,
 )
-from bot.relay.tickets import HEADER, NonceCache, make_core_ticket, verify_worker_ticket
+from bot.relay.tickets import HEADER, NonceCache, answer_worker_ticket
 from bot.secret import Secret
 
 LOOPBACK = ["127.0.0.1"]
@@ -176,11 +176,10 @@ class BenchCore:
 
     async def handler(self, request: web.Request) -> web.StreamResponse:
         ticket = request.headers.get(HEADER, "")
-        worker_id = verify_worker_ticket(self.secret, ticket, time.time(), self._nonces)
+        _, core_ticket = answer_worker_ticket(self.secret, ticket, time.time(), self._nonces)
         ws = web.WebSocketResponse(max_msg_size=4 * control.MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         self._ws = ws
-        core_ticket = make_core_ticket(self.secret, worker_id, ticket.split(".")[-2], time.time())
         await ws.send_str(control.encode(control.WELCOME, ticket=core_ticket))
         async for message in ws:
             data = control.decode(message.data, control.TO_CORE)

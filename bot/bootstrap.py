@@ -97,7 +97,6 @@ class Application:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        config = None if self.settings.source == "embedded defaults" else self.settings.source
         relay = self.settings.relay
         # Workers read their settings as this process resolved them, whatever the source.
         relay_env = {
@@ -111,7 +110,6 @@ class Application:
             count,
             f"http://{host}:{self.settings.server.port}",
             self.relay_secret,
-            config,
             relay_env,
         )
         await self._workers.start()

@@ -111,7 +111,6 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
             "relay.secret", "is required to run a relay worker (CONCLAVE_RELAY_SECRET)"
         )
     worker_id = args.worker_id or socket.gethostname()
-    restrict_host_addresses(relay.host_addresses)
 
     async def serve() -> None:
         stop = asyncio.Event()

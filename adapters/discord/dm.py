@@ -9,7 +9,6 @@ from __future__ import annotations
 import discord
 
 from adapters.delivery import Undeliverable
-from bot.commands import render
 from bot.commands.handler import Invitation
 
 CANNOT_MESSAGE_USER = 50007
@@ -27,11 +26,6 @@ def link_view(invitation: Invitation) -> discord.ui.View:
     return view
 
 
-def content(invitation: Invitation) -> str:
-    # The link is in the text too: `conclave join LINK` users copy it from there.
-    return render.invitation(invitation.invite, invitation.room, invitation.invite.link.reveal())
-
-
 class DiscordDirectMessages:
     def __init__(self, client: discord.Client) -> None:
         self._client = client
@@ -39,16 +33,15 @@ class DiscordDirectMessages:
     async def send(self, invitation: Invitation) -> None:
         try:
             channel = await self._client.create_dm(discord.Object(int(invitation.to.user_id)))
+            # The link is in the text too: `conclave join LINK` users copy it from there.
             await channel.send(
-                content(invitation),
+                invitation.text(),
                 view=link_view(invitation),
                 allowed_mentions=discord.AllowedMentions.none(),
             )
-        except discord.Forbidden as err:
+        except discord.HTTPException as err:  # Forbidden included
             if err.code == CANNOT_MESSAGE_USER:
                 raise Undeliverable(
                     "they do not accept direct messages from this server's members"
                 ) from None
-            raise Undeliverable(f"Discord refused the message (error {err.code})") from None
-        except discord.HTTPException as err:
             raise Undeliverable(f"Discord refused the message (error {err.code})") from None

@@ -60,7 +60,6 @@ class Keyring:
         self.rotations = 0
         self.dropped = 0
         self.decrypted = 0
-        self.key_errors = 0
 
     @property
     def sender_keys(self) -> SenderKeys:
@@ -141,7 +140,6 @@ class Keyring:
                 key = self._receiver.open(message_from_text(payload), self._roster)
                 self._keys.add_peer_key(key, time.monotonic())
         except E2EEError as err:
-            self.key_errors += 1
             log.warning("rejected a key message from %s: %s", sender, err.code)
 
     def rejoin(self) -> None:

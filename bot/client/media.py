@@ -76,7 +76,6 @@ class MediaSession:
         self._name_of = name_of
         self._sinks: list[TrackRecorder | MediaBlackhole] = []
         self.sources: dict[str, VideoSource | AudioSource] = {}
-        self.received: dict[tuple[str, str], MediaStreamTrack] = {}
         if video != "none":
             self.sources["video"] = VideoSource(self._protector("video"), video)
         if audio != "none":
@@ -122,7 +121,6 @@ class MediaSession:
         install_receive_transform(
             receiver, track.kind, lambda data: self._keyring.unprotect(codec, data)
         )
-        self.received[(owner, track.kind)] = track
         if self._record_dir is not None:
             self._record_dir.mkdir(parents=True, exist_ok=True)
             path = _fresh(self._record_dir / _sink_name(self._name_of(owner), owner, track.kind))

@@ -24,7 +24,6 @@ class TrackRecorder:
         self._track = track
         self._path = path
         self._task: asyncio.Task[None] | None = None
-        self.frames = 0
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -44,7 +43,6 @@ class TrackRecorder:
                     frame.pts = None  # let the encoder number frames at the stream's rate
                 for packet in stream.encode(frame):
                     container.mux(packet)
-                self.frames += 1
         finally:
             with contextlib.suppress(Exception):
                 if stream is not None:

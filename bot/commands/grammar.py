@@ -25,7 +25,6 @@ from bot.errors import CommandError, TooManyInvitees
 
 _MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
 _ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "list", "help")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Both ends use this module, so a message one side builds is exactly what the othe
 Messages are JSON objects with a ``type``; ``decode`` checks the type is known for the
 direction, that required fields are there with the right JSON types, and that ids are in the
 shape SDP can carry (a participant id becomes an msid, RFC 8830: at most 64 token characters,
-including the ``-video`` suffix). The wire format is in ``bot/relay/CONTROL.md``.
+including the ``-video`` suffix). The wire format is in ``docs/PROTOCOL.md``, section 7.
 """
 
 from __future__ import annotations
@@ -14,8 +14,12 @@ import re
 from typing import Any, Final
 
 from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
+from bot.signaling.envelope import encode
+
+__all__ = ["decode", "encode"]
 
 MAX_MESSAGE_BYTES: Final = 256 * 1024
+HEARTBEAT_SECONDS: Final = 20.0
 NEGOTIATION_TIMEOUT_SECONDS: Final = 10.0
 ROUTE: Final = "/relay"
 
@@ -34,7 +38,6 @@ OFFER: Final = "offer"
 ERROR: Final = "error"
 
 REQUESTS: Final = frozenset({JOIN, ANSWER, LEAVE, CLOSE_ROOM, STATS})
-TO_WORKER: Final = frozenset({WELCOME}) | REQUESTS
 TO_CORE: Final = frozenset({READY, LOAD, RESULT, OFFER, ERROR})
 
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,64}")
@@ -56,10 +59,6 @@ _FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     OFFER: (_ROOM, _PARTICIPANT, ("negotiation", "int"), ("offer", "sdp:offer")),
     ERROR: (("message", "str"),),
 }
-
-
-def encode(kind: str, **fields: Any) -> str:
-    return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 
 def decode(raw: str | bytes, allowed: frozenset[str]) -> dict[str, Any]:

@@ -36,14 +36,14 @@ class LocalWorkers:
         count: int,
         core_url: str,
         secret: Secret,
-        config_path: str | None,
-        relay_env: dict[str, str] | None = None,
+        relay_env: dict[str, str],
     ) -> None:
+        """``relay_env``: the worker's settings as ``CONCLAVE_RELAY_*`` variables (it reads no
+        config file, so they come out exactly as this process resolved them)."""
         self._count = count
         self._core_url = core_url
         self._secret = secret
-        self._config_path = config_path
-        self._relay_env = relay_env or {}
+        self._relay_env = relay_env
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._supervisors: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -61,8 +61,7 @@ class LocalWorkers:
         env = {**os.environ, **self._relay_env}
         # The secret goes through the environment, never argv, which any local user can read.
         env["CONCLAVE_RELAY_SECRET"] = self._secret.reveal()
-        if self._config_path:
-            env["CONCLAVE_CONFIG"] = self._config_path
+        env.pop("CONCLAVE_CONFIG", None)
         self._procs[index] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -18,22 +17,15 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bot.errors import ConclaveError
-from bot.relay.tickets import (
-    HEADER as TICKET_HEADER,
-)
-from bot.relay.tickets import (
-    BadTicket,
-    NonceCache,
-    make_core_ticket,
-    verify_worker_ticket,
-)
+from bot.errors import ConclaveError, ProtocolError
+from bot.relay import control
+from bot.relay.tickets import HEADER as TICKET_HEADER
+from bot.relay.tickets import BadTicket, NonceCache, answer_worker_ticket
 from bot.secret import Secret
 from bot.signaling.relay_port import LostListener, OfferListener, RelayUnavailable
 
 log = logging.getLogger(__name__)
 
-CONTROL_LIMIT = 256 * 1024
 REQUEST_TIMEOUT = 15.0
 READY_TIMEOUT = 10.0
 
@@ -45,10 +37,6 @@ class WorkerLink:
     rooms: int = 0
     participants: int = 0
     pending: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-
-    @property
-    def load(self) -> tuple[int, int]:
-        return (self.participants, self.rooms)
 
 
 class RelayPool:
@@ -81,7 +69,7 @@ class RelayPool:
     ) -> dict[str, Any]:
         worker = self._assign(room_id)
         result = await self._request(
-            worker, {"type": "join", "room": room_id, "participant": participant_id, "offer": offer}
+            worker, control.JOIN, room=room_id, participant=participant_id, offer=offer
         )
         answer = result.get("answer")
         if not isinstance(answer, dict):
@@ -96,26 +84,22 @@ class RelayPool:
             raise RelayUnavailable("This room has no media relay.")
         await self._request(
             worker,
-            {
-                "type": "answer",
-                "room": room_id,
-                "participant": participant_id,
-                "negotiation": negotiation,
-                "answer": answer,
-            },
+            control.ANSWER,
+            room=room_id,
+            participant=participant_id,
+            negotiation=negotiation,
+            answer=answer,
         )
 
     async def leave(self, room_id: str, participant_id: str) -> None:
         worker = self._rooms.get(room_id)
         if worker is not None:
-            await self._request(
-                worker, {"type": "leave", "room": room_id, "participant": participant_id}
-            )
+            await self._request(worker, control.LEAVE, room=room_id, participant=participant_id)
 
     async def close_room(self, room_id: str) -> None:
         worker = self._rooms.pop(room_id, None)
         if worker is not None:
-            await self._request(worker, {"type": "close_room", "room": room_id})
+            await self._request(worker, control.CLOSE_ROOM, room=room_id)
 
     # --- workers -------------------------------------------------------------------------
 
@@ -152,12 +136,12 @@ class RelayPool:
         log.info("room %s assigned to relay worker %s", room_id, worker.worker_id)
         return worker
 
-    async def _request(self, worker: WorkerLink, message: dict[str, Any]) -> dict[str, Any]:
+    async def _request(self, worker: WorkerLink, kind: str, **fields: Any) -> dict[str, Any]:
         request_id = next(self._ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         worker.pending[request_id] = future
         try:
-            await worker.ws.send_str(json.dumps({**message, "id": request_id}))
+            await worker.ws.send_str(control.encode(kind, id=request_id, **fields))
             result = await asyncio.wait_for(future, REQUEST_TIMEOUT)
         except (ConnectionError, TimeoutError):
             raise RelayUnavailable("The media relay did not answer.") from None
@@ -169,23 +153,17 @@ class RelayPool:
 
     async def handle_worker(self, request: web.Request) -> web.StreamResponse:
         try:
-            worker_id = verify_worker_ticket(
+            worker_id, answer = answer_worker_ticket(
                 self._secret, request.headers.get(TICKET_HEADER, ""), time.time(), self._nonces
             )
         except BadTicket:
             log.warning("refused a relay worker with a bad ticket from %s", request.remote)
             raise web.HTTPUnauthorized(text="bad relay ticket") from None
-        nonce = request.headers.get(TICKET_HEADER, "").split(".")[-2]  # ids may contain dots
-        ws = web.WebSocketResponse(max_msg_size=CONTROL_LIMIT, heartbeat=20.0)
-        await ws.prepare(request)
-        await ws.send_str(
-            json.dumps(
-                {
-                    "type": "welcome",
-                    "ticket": make_core_ticket(self._secret, worker_id, nonce, time.time()),
-                }
-            )
+        ws = web.WebSocketResponse(
+            max_msg_size=control.MAX_MESSAGE_BYTES, heartbeat=control.HEARTBEAT_SECONDS
         )
+        await ws.prepare(request)
+        await ws.send_str(control.encode(control.WELCOME, ticket=answer))
         link = WorkerLink(worker_id=worker_id, ws=ws)
         try:
             await self._serve_worker(link)
@@ -204,12 +182,12 @@ class RelayPool:
             if msg.type != WSMsgType.TEXT:
                 return
             try:
-                message = json.loads(msg.data)
-                kind = message["type"]
-            except (ValueError, KeyError, TypeError):
-                log.warning("relay worker %s sent a malformed message", link.worker_id)
+                message = control.decode(msg.data, control.TO_CORE)
+            except ProtocolError as err:
+                log.warning("relay worker %s sent a bad message: %s", link.worker_id, err)
                 continue
-            if kind == "ready" and not ready:
+            kind = message["type"]
+            if kind == control.READY and not ready:
                 ready = True
                 old = self._workers.get(link.worker_id)
                 if old is not None:
@@ -217,33 +195,31 @@ class RelayPool:
                 self._workers[link.worker_id] = link
                 self._changed.set()
                 log.info("relay worker %s is ready", link.worker_id)
-            if kind in ("ready", "load"):
-                link.rooms = int(message.get("rooms", 0))
-                link.participants = int(message.get("participants", 0))
+            if kind in (control.READY, control.LOAD):
+                link.rooms = message["rooms"]
+                link.participants = message["participants"]
                 self._assigned.pop(link.worker_id, None)
-            elif kind == "result":
-                future = link.pending.get(message.get("id"))
+            elif kind == control.RESULT:
+                future = link.pending.get(message["id"])
                 if future is not None and not future.done():
                     future.set_result(message)
-            elif kind == "offer":
+            elif kind == control.OFFER:
                 # Not awaited here: the hub may hold an offer until the client has the answer
                 # to its own offer, and that answer may be waiting on this very reader.
                 task = asyncio.create_task(self._dispatch_offer(message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            elif kind == "error":
+            elif kind == control.ERROR:
                 log.warning("relay worker %s reported: %s", link.worker_id, message.get("message"))
-                future = link.pending.get(message.get("id"))
+                request_id = message.get("id")
+                future = link.pending.get(request_id) if isinstance(request_id, int) else None
                 if future is not None and not future.done():
-                    future.set_result({"ok": False, "error": message.get("message")})
+                    future.set_result({"ok": False, "error": message["message"]})
 
     async def _dispatch_offer(self, message: dict[str, Any]) -> None:
-        try:
-            room, participant = str(message["room"]), str(message["participant"])
-            negotiation, offer = int(message["negotiation"]), dict(message["offer"])
-        except (KeyError, TypeError, ValueError):
-            log.warning("relay worker sent a malformed offer")
-            return
+        # control.decode has checked the fields' presence and types.
+        room, participant = message["room"], message["participant"]
+        negotiation, offer = message["negotiation"], message["offer"]
         for listener in self._listeners:
             try:
                 await listener(room, participant, negotiation, offer)

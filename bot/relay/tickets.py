@@ -117,6 +117,15 @@ def verify_worker_ticket(secret: Secret, ticket: str, now: float, seen: NonceCac
     return worker_id
 
 
+def answer_worker_ticket(
+    secret: Secret, ticket: str, now: float, seen: NonceCache
+) -> tuple[str, str]:
+    """Verify a worker's ticket and answer it: ``(worker_id, core_ticket)``; BadTicket if bad."""
+    worker_id = verify_worker_ticket(secret, ticket, now, seen)
+    _, _, nonce, _ = _split(ticket)
+    return worker_id, make_core_ticket(secret, worker_id, nonce, now)
+
+
 def make_core_ticket(secret: Secret, worker_id: str, nonce: str, now: float) -> str:
     """The core's answer to a worker's ticket, bound to that ticket's nonce."""
     ts = str(int(now))

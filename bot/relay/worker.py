@@ -37,7 +37,6 @@ from bot.secret import Secret
 log = logging.getLogger(__name__)
 
 WELCOME_TIMEOUT_SECONDS: Final = 10.0
-HEARTBEAT_SECONDS: Final = 20.0
 FIRST_RETRY_SECONDS: Final = 0.5
 MAX_RETRY_SECONDS: Final = 15.0
 # aiohttp would close the connection over its own limit; a larger one lets control.decode
@@ -128,7 +127,7 @@ class WorkerSession:
         async with http.ws_connect(
             url,
             headers={HEADER: ticket},
-            heartbeat=HEARTBEAT_SECONDS,
+            heartbeat=control.HEARTBEAT_SECONDS,
             max_msg_size=_TRANSPORT_MAX_BYTES,
         ) as ws:
             self._ws = ws

@@ -129,9 +129,6 @@ class Hub:
         live = self._rooms.get(room_id)
         return [] if live is None else live.roster()
 
-    def connection_count(self) -> int:
-        return sum(len(r.members) for r in self._rooms.values())
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=WIRE_LIMIT, heartbeat=30.0)
         await ws.prepare(request)

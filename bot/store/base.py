@@ -14,7 +14,6 @@ from typing import Protocol
 from bot.core.models import (
     AuditEvent,
     Invite,
-    InviteState,
     Participant,
     Room,
     RoomState,
@@ -91,5 +90,3 @@ class Store(Protocol):
         """Expire rooms and invites past their expiry."""
 
     async def audit_log(self, room_id: str | None = None) -> list[AuditEvent]: ...
-
-    async def count_invites(self, room_id: str, state: InviteState) -> int: ...

@@ -364,15 +364,6 @@ class SqliteStore:
             )
         return [_participant(r) for r in rows]
 
-    async def count_invites(self, room_id: str, state: InviteState) -> int:
-        async with self._read() as db:
-            n = await self._scalar(
-                db,
-                "SELECT count(*) FROM invites WHERE room_id = ? AND state = ?",
-                (room_id, state.value),
-            )
-        return int(n)
-
     async def rooms_hosted_by(
         self, platform: str, workspace: str, user_id: str, now: float
     ) -> list[RoomSummary]:

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bot.relay import control
 from bot.signaling.hub import Hub
 from bot.web.join_page import render_join_page
 
@@ -60,5 +61,5 @@ def create_app(hub: Hub, base_url: str, relay_control: Handler | None = None) ->
     app.router.add_get("/j/{room_id}", join_page)
     app.router.add_get("/ws", hub.handle)
     if relay_control is not None:
-        app.router.add_get("/relay", relay_control)
+        app.router.add_get(control.ROUTE, relay_control)
     return app

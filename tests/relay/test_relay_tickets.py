@@ -9,6 +9,7 @@ import pytest
 from bot.relay.tickets import (
     BadTicket,
     NonceCache,
+    answer_worker_ticket,
     make_core_ticket,
     make_worker_ticket,
     verify_core_ticket,
@@ -124,3 +125,13 @@ def test_tickets_never_in_errors_or_logs(caplog: pytest.LogCaptureFixture) -> No
             assert nonce not in text and ticket.split(".")[-1] not in text
     assert all(nonce not in r.getMessage() for r in caplog.records)
     assert "s3cret" not in repr(SECRET)
+
+
+def test_answer_worker_ticket_verifies_and_answers_the_same_connection() -> None:
+    secret = Secret("s" * 40)
+    ticket, nonce = make_worker_ticket(secret, "relay.one", 1_000.0)
+    worker_id, answer = answer_worker_ticket(secret, ticket, 1_001.0, NonceCache())
+    assert worker_id == "relay.one"
+    verify_core_ticket(secret, answer, "relay.one", nonce, 1_002.0)
+    with pytest.raises(BadTicket):
+        answer_worker_ticket(Secret("t" * 40), ticket, 1_001.0, NonceCache())

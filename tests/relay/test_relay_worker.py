@@ -42,8 +42,7 @@ from bot.relay.tickets import (
     HEADER,
     BadTicket,
     NonceCache,
-    make_core_ticket,
-    verify_worker_ticket,
+    answer_worker_ticket,
 )
 from bot.relay.worker import run_worker
 from bot.secret import Secret
@@ -285,18 +284,17 @@ class FakeCore:
     async def _relay(self, request: web.Request) -> web.StreamResponse:
         try:
             ticket = request.headers.get(HEADER, "")
-            worker_id = verify_worker_ticket(self.secret, ticket, time.time(), self._nonces)
+            _, core_ticket = answer_worker_ticket(self.secret, ticket, time.time(), self._nonces)
         except BadTicket:
             self.rejected += 1
             raise web.HTTPUnauthorized() from None
-        nonce = ticket.split(".")[-2]
         ws = web.WebSocketResponse(max_msg_size=control.MAX_MESSAGE_BYTES * 4)
         await ws.prepare(request)
         self._ws = ws
         await self._send(
             {
                 "type": "welcome",
-                "ticket": make_core_ticket(self.secret, worker_id, nonce, time.time()),
+                "ticket": core_ticket,
             }
         )
         async for message in ws:
