@@ -92,11 +92,6 @@ class Application:
         count = self.settings.relay.workers
         if self.relay_pool is None or count == 0:
             return
-        host = self.settings.server.host
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - the wildcard, reached via loopback
-            host = "127.0.0.1"
-        if ":" in host:
-            host = f"[{host}]"
         relay = self.settings.relay
         # Workers read their settings as this process resolved them, whatever the source.
         relay_env = {
@@ -108,7 +103,7 @@ class Application:
         }
         self._workers = LocalWorkers(
             count,
-            f"http://{host}:{self.settings.server.port}",
+            self.settings.server.local_url,
             self.relay_secret,
             relay_env,
         )

@@ -68,8 +68,11 @@ class ServerSettings:
     @property
     def base_url(self) -> str:
         """Where people reach this server; links are built on it."""
-        if self.public_url:
-            return self.public_url.rstrip("/")
+        return self.public_url.rstrip("/") if self.public_url else self.local_url
+
+    @property
+    def local_url(self) -> str:
+        """How this host reaches the server itself (local relay workers dial it)."""
         host = self.host
         try:
             if ipaddress.ip_address(host).version == 6:

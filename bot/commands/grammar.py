@@ -20,11 +20,11 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from bot.core.links import is_id
 from bot.durations import parse_duration
 from bot.errors import CommandError, TooManyInvitees
 
 _MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
-_ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _room_arg(verb: str, args: list[str]) -> str:
         raise CommandError(f"Which room? Use `/meet {verb} ROOM` (see `/meet list`).")
     if len(args) > 1:
         raise CommandError(f"`/meet {verb}` takes one room id, not {len(args)} words.")
-    if not _ROOM_ID.match(args[0]):
+    if not is_id(args[0]):
         raise CommandError(f"{args[0]!r} is not a room id (see `/meet list`).")
     return args[0]
 

@@ -38,19 +38,32 @@ def make_link(public_url: str, room_id: str, invite_id: str, secret: Secret) -> 
     return Secret(f"{public_url.rstrip('/')}/j/{room_id}#{invite_id}.{secret.reveal()}")
 
 
+def is_id(text: str) -> bool:
+    """Room, invite and participant ids: URL-safe, 1 to 64 characters."""
+    return _ID.match(text) is not None
+
+
+def _split(token: str) -> tuple[str, Secret] | None:
+    """``<id>.<secret>``, the shape of invite keys and resume tokens; None for anything else."""
+    ident, dot, secret = token.strip().partition(".")
+    if not dot or not _ID.match(ident) or not _SECRET.match(secret):
+        return None
+    return ident, Secret(secret)
+
+
 def split_credential(credential: str) -> tuple[str, Secret]:
     """``<invite_id>.<secret>`` into its parts; BadInvite if it has another shape."""
-    invite_id, dot, secret = credential.strip().partition(".")
-    if not dot or not _ID.match(invite_id) or not _SECRET.match(secret):
+    parts = _split(credential)
+    if parts is None:
         raise BadInvite("This invite key is malformed; copy the whole link from your message.")
-    return invite_id, Secret(secret)
+    return parts
 
 
 def split_resume_token(token: str) -> tuple[str, Secret]:
-    participant_id, dot, secret = token.strip().partition(".")
-    if not dot or not _ID.match(participant_id) or not _SECRET.match(secret):
+    parts = _split(token)
+    if parts is None:
         raise BadResumeToken()
-    return participant_id, Secret(secret)
+    return parts
 
 
 def parse_link(link: str) -> JoinLink:

@@ -59,6 +59,10 @@ class Room:
     expires_at: float
     ended_at: float | None = None
 
+    def is_over(self, now: float) -> bool:
+        """Ended, or past its expiry even if the sweeper has not been round yet."""
+        return self.state is RoomState.ENDED or now >= self.expires_at
+
     def is_hosted_by(self, user: UserRef) -> bool:
         return user.same_user(self.platform, self.workspace, self.host_user_id)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.clock import Clock
 from bot.core.events import EventBus, ParticipantKicked, RoomEnded, RoomLockChanged
@@ -144,7 +145,7 @@ class MeetingService:
         room = await self._store.get_room(room_id)
         if room is None or (room.platform, room.workspace) != (actor.platform, actor.workspace):
             raise UnknownRoom(room_id)
-        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+        if room.is_over(self._clock.now()):
             raise RoomEndedError(room.id)
         mine = [
             i for i in await self._store.invites_for_room(room.id) if i.user_id == actor.user_id
@@ -171,11 +172,10 @@ class MeetingService:
 
     async def end(self, actor: UserRef, room_id: str) -> Room:
         room = await self._hosted_room(actor, room_id, "end")
-        await self._store.end_room(room.id, _actor(actor), self._clock.now(), "ended by host")
+        now = self._clock.now()
+        await self._store.end_room(room.id, _actor(actor), now, "ended by host")
         await self.events.publish(RoomEnded(room.id, "ended by host"))
-        ended = await self._store.get_room(room.id)
-        assert ended is not None
-        return ended
+        return replace(room, state=RoomState.ENDED, ended_at=now)
 
     async def rooms_of(self, actor: UserRef) -> list[RoomSummary]:
         return await self._store.rooms_hosted_by(
@@ -211,7 +211,7 @@ class MeetingService:
         if found is None or not secret_matches(secret, found[1].resume_hash):
             raise BadResumeToken()
         room, participant = found
-        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+        if room.is_over(self._clock.now()):
             raise RoomEndedError(room.id)
         if participant.state is not ParticipantState.ACTIVE:
             raise BadResumeToken()
@@ -227,7 +227,7 @@ class MeetingService:
         room, participant = found
         if participant.role is not Role.HOST or participant.state is not ParticipantState.ACTIVE:
             raise NotHost(room.id, "manage")
-        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+        if room.is_over(self._clock.now()):
             raise RoomEndedError(room.id)
         actor = UserRef(
             room.platform, room.workspace, participant.user_id, participant.display_name
@@ -305,7 +305,7 @@ class MeetingService:
             raise UnknownRoom(room_id)
         if not room.is_hosted_by(actor):
             raise NotHost(room.id, action)
-        if room.state is RoomState.ENDED or self._clock.now() >= room.expires_at:
+        if room.is_over(self._clock.now()):
             raise RoomEndedError(room.id)
         return room
 
@@ -320,6 +320,4 @@ class MeetingService:
         if not changed:
             raise CommandError(f"Room {room.id} is already {'locked' if locked else 'unlocked'}.")
         await self.events.publish(RoomLockChanged(room.id, locked))
-        updated = await self._store.get_room(room.id)
-        assert updated is not None
-        return updated
+        return replace(room, state=new)

@@ -120,9 +120,9 @@ class Hub:
             "answer": self._answer,
             "admit": self._admit_guest,
             "kick": self._kick,
-            "lock": self._lock,
-            "unlock": self._unlock,
-            "end": self._end,
+            "lock": self._room_control,
+            "unlock": self._room_control,
+            "end": self._room_control,
         }
 
     def roster(self, room_id: str) -> list[dict[str, Any]]:
@@ -200,7 +200,8 @@ class Hub:
         previous = live.members.get(p.id)
         if previous is not None:
             # A resumed session supersedes a connection that has not noticed it is dead.
-            await self._drop(previous, "replaced", "Rejoined elsewhere.", CLOSE_REPLACED)
+            replaced = encode("error", code="replaced", message="Rejoined elsewhere.")
+            await self._drop(previous, replaced, CLOSE_REPLACED, b"replaced")
         live.members[p.id] = conn
         conn.admitted = not room.lobby or conn.is_host or p.id in live.admitted_ids
         if conn.admitted:
@@ -364,17 +365,15 @@ class Hub:
         target = text_field(message, "participant", max_length=64)
         await self._service.kick(conn.id, target)
 
-    async def _lock(self, conn: Connection, message: dict[str, Any]) -> None:
+    async def _room_control(self, conn: Connection, message: dict[str, Any]) -> None:
+        """lock, unlock or end, as the host's chat identity would from a slash command."""
         room, actor = await self._service.host_of(conn.id)
-        await self._service.lock(actor, room.id)
-
-    async def _unlock(self, conn: Connection, message: dict[str, Any]) -> None:
-        room, actor = await self._service.host_of(conn.id)
-        await self._service.unlock(actor, room.id)
-
-    async def _end(self, conn: Connection, message: dict[str, Any]) -> None:
-        room, actor = await self._service.host_of(conn.id)
-        await self._service.end(actor, room.id)
+        action = {
+            "lock": self._service.lock,
+            "unlock": self._service.unlock,
+            "end": self._service.end,
+        }[message["type"]]
+        await action(actor, room.id)
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -399,13 +398,11 @@ class Hub:
                 await ws.send_str(encode("error", code=err.code, message=str(err)))
             await ws.close(code=close_code, message=err.code.encode())
 
-    async def _drop(self, conn: Connection, kind: str, text: str, close_code: int) -> None:
-        await conn.send(
-            encode(kind, message=text)
-            if kind != "replaced"
-            else encode("error", code="replaced", message=text)
-        )
-        await conn.ws.close(code=close_code, message=kind.encode())
+    @staticmethod
+    async def _drop(conn: Connection, last_word: str, close_code: int, reason: bytes) -> None:
+        """Send ``last_word`` (an encoded message), then close the connection."""
+        await conn.send(last_word)
+        await conn.ws.close(code=close_code, message=reason)
 
     async def _broadcast(self, room_id: str, text: str, *, admitted_only: bool = True) -> None:
         live = self._rooms.get(room_id)
@@ -444,9 +441,8 @@ class Hub:
             if live is not None:
                 live.admitted_ids.discard(event.participant_id)
             if conn is not None:
-                await self._drop(
-                    conn, "kicked", "The host removed you from the meeting.", CLOSE_KICKED
-                )
+                kicked = encode("kicked", message="The host removed you from the meeting.")
+                await self._drop(conn, kicked, CLOSE_KICKED, b"kicked")
 
     async def close_all(self) -> None:
         for live in list(self._rooms.values()):

@@ -466,7 +466,7 @@ class SqliteStore:
                 raise InviteRevoked(invite.id)
             if invite.state is InviteState.EXPIRED or now >= invite.expires_at:
                 raise InviteExpired(invite.id)
-            if room.state is RoomState.ENDED or now >= room.expires_at:
+            if room.is_over(now):
                 raise RoomEnded(room.id)
             if room.state is RoomState.LOCKED:
                 raise RoomLocked(room.id)

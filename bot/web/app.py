@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from bot.core.links import is_id
 from bot.relay import control
 from bot.signaling.hub import Hub
 from bot.web.join_page import render_join_page
-
-_ROOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -47,7 +45,7 @@ def create_app(hub: Hub, base_url: str, relay_control: Handler | None = None) ->
 
     async def join_page(request: web.Request) -> web.Response:
         room_id = request.match_info["room_id"]
-        if not _ROOM_ID.match(room_id):
+        if not is_id(room_id):
             raise web.HTTPNotFound(text="No such meeting link.")
         response = web.Response(
             text=render_join_page(base_url, room_id), content_type="text/html", charset="utf-8"
