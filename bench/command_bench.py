@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aiohttp
 
+from bench.procstats import peak_rss_kib, percentile, stop_process
 from tests.support.fake_slack import BOT_TOKEN, FakeSlack, form, signed_headers, slash_command
 from tests.support.fakes import free_port
 
@@ -48,18 +49,6 @@ class Figures:
     invitee_dms_after_last_ack_s: float
     all_dms_after_last_ack_s: float
     peak_rss_kib: int
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-def peak_rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return -1
 
 
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
@@ -146,19 +135,14 @@ async def run(commands: int = 50, invitees: int = 5) -> Figures:
             await fake.wait_responses(commands, DONE_TIMEOUT)
             rss = peak_rss_kib(proc.pid)
         finally:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await stop_process(proc)
             await fake.stop()
     ack_ms = [a * 1000 for a in acks]
     return Figures(
         commands=commands,
         invitees=commands * invitees,
         ack_p50_ms=statistics.median(ack_ms),
-        ack_p99_ms=percentile(ack_ms, 99),
+        ack_p99_ms=percentile(ack_ms, 0.99),
         invitee_dms_after_last_ack_s=max(0.0, invitees_at - last_ack),
         all_dms_after_last_ack_s=max(0.0, all_at - last_ack),
         peak_rss_kib=rss,

@@ -39,6 +39,7 @@ from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
+from bench.procstats import peak_rss_kib, percentile, stop_process
 from bot.relay import control
 from bot.relay.aiortc_internals import (
     ReceiverTap,
@@ -226,19 +227,6 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def proc_peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def percentile(values: list[int], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else 0.0
-
-
 @dataclass
 class Case:
     label: str
@@ -310,14 +298,14 @@ async def run_case(case: Case, seconds: float) -> dict[str, Any]:
             "seen_by": case.seen_by,
             "rate": case.rate,
             "forwarded_per_s": received / wall,
-            "p50_ms": percentile(latencies, 0.50),
-            "p99_ms": percentile(latencies, 0.99),
+            "p50_ms": percentile(latencies, 0.50) / 1000,
+            "p99_ms": percentile(latencies, 0.99) / 1000,
             "loss_pct": 100 * (1 - received / expected) if expected else 100.0,
             "worker_cpu_pct": 100 * (cpu1 - cpu0) / wall,
             "generator_cpu_pct": 100
             * ((gen1.user + gen1.system) - (gen0.user + gen0.system))
             / wall,
-            "worker_peak_mib": proc_peak_rss_mib(worker.pid),
+            "worker_peak_mib": peak_rss_kib(worker.pid) / 1024,
             "worker_rss_mib_reported": stats["rss_bytes"] / 2**20,
         }
     finally:
@@ -325,12 +313,7 @@ async def run_case(case: Case, seconds: float) -> dict[str, Any]:
         await asyncio.gather(*publishing, return_exceptions=True)
         for peer in peers:
             await peer.pc.close()
-        worker.terminate()
-        try:
-            await asyncio.wait_for(worker.wait(), 10)
-        except TimeoutError:
-            worker.kill()
-            await worker.wait()
+        await stop_process(worker)
         for task in list(core._tasks):
             task.cancel()
         await runner.cleanup()

@@ -38,6 +38,7 @@ from tests.support.meeting import (
     join,
     make_meeting,
     public_key,
+    refused,
     roster_ids,
 )
 from tests.support.server import (
@@ -328,9 +329,9 @@ async def test_the_host_locks_and_unlocks_over_the_websocket(
     assert room is not None and room.state is RoomState.LOCKED
     assert "room_locked" in await audit_events(server, meeting.room_id)
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ben")))
-    _, close_code = await expect_refused(ws, "room_locked")
+    close_code = await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "room_locked"
+    )
     assert close_code == CLOSE_REFUSED
     await assert_unspent(server, meeting, "ben")
 
@@ -400,9 +401,7 @@ async def test_the_host_kicks_a_guest_for_good(
         ana.participant_id
     ]
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_resume(ana.resume_token))
-    _, close_code = await expect_refused(ws, "bad_resume")
+    close_code = await refused(server, http, stack, hello_resume(ana.resume_token), "bad_resume")
     assert close_code == CLOSE_REFUSED
     await ben.ping()
 
@@ -454,9 +453,9 @@ async def test_the_host_ends_the_meeting_over_the_websocket(
     assert "room_ended" in await audit_events(server, meeting.room_id)
     stored = await server.app.store.get_invite(meeting.invite_id("ben"))
     assert stored is not None and stored.state is InviteState.REVOKED
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ben")))
-    await expect_refused(ws, "revoked")
+    await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "revoked"
+    )
     assert server.app.hub.roster(meeting.room_id) == []
 
 
@@ -633,9 +632,9 @@ async def test_a_full_room_refuses_without_spending_the_invite(
     host = await join(server, http, stack, meeting, "hana")
     ana = await join(server, http, stack, meeting, "ana")
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ben")))
-    _, close_code = await expect_refused(ws, "room_full")
+    close_code = await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "room_full"
+    )
     assert close_code == CLOSE_REFUSED
     await assert_unspent(server, meeting, "ben")
     await host.ping()

@@ -24,6 +24,7 @@ from tests.support.meeting import (
     connect,
     join,
     make_meeting,
+    refused,
     roster_ids,
 )
 from tests.support.server import (
@@ -218,9 +219,9 @@ async def test_an_invite_for_another_room_is_a_bad_invite(
     room_b = await make_meeting(server, "ben")
     ben = await join(server, http, stack, room_b, "ben")
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(room_b.room_id, room_a.cred("ana")))
-    _, close_code = await expect_refused(ws, "bad_invite")
+    close_code = await refused(
+        server, http, stack, hello_invite(room_b.room_id, room_a.cred("ana")), "bad_invite"
+    )
     assert close_code == CLOSE_REFUSED
 
     await ben.ping()
@@ -236,9 +237,9 @@ async def test_a_used_invite_is_refused_as_already_used(
     meeting = await make_meeting(server, "ana", "ben")
     ana = await join(server, http, stack, meeting, "ana")
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
-    await expect_refused(ws, "already_used")
+    await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ana")), "already_used"
+    )
 
     await ana.ping()
     participants = await server.app.store.participants_for_room(meeting.room_id)
@@ -254,9 +255,9 @@ async def test_an_expired_invite_is_refused(
     ben = await join(server, http, stack, meeting, "ben")
 
     server.clock.advance(INVITE_TTL_SECONDS + 1)  # past the invite, well within the room's day
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
-    _, close_code = await expect_refused(ws, "expired")
+    close_code = await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ana")), "expired"
+    )
     assert close_code == CLOSE_REFUSED
 
     await ben.ping()
@@ -280,9 +281,9 @@ async def test_invites_of_an_ended_room_are_revoked(
     ben = await join(server, http, stack, elsewhere, "ben")
 
     await server.app.service.end(meeting.host, meeting.room_id)
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
-    _, close_code = await expect_refused(ws, "revoked")
+    close_code = await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ana")), "revoked"
+    )
     assert close_code == CLOSE_REFUSED
 
     await ben.ping()
@@ -300,9 +301,9 @@ async def test_a_locked_room_admits_nobody_new(
     await server.app.service.lock(meeting.host, meeting.room_id)
     assert await receive_until(host.ws, "room") == {"type": "room", "locked": True}
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
-    _, close_code = await expect_refused(ws, "room_locked")
+    close_code = await refused(
+        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ana")), "room_locked"
+    )
     assert close_code == CLOSE_REFUSED
 
     await host.ping()
@@ -494,9 +495,7 @@ async def test_a_forged_resume_token_is_refused(
         "malformed": "not-a-token",
     }[shape]
 
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_resume(token))
-    _, close_code = await expect_refused(ws, "bad_resume")
+    close_code = await refused(server, http, stack, hello_resume(token), "bad_resume")
     assert close_code == CLOSE_REFUSED
 
     # The real ana was not displaced by the attempt.

@@ -22,7 +22,13 @@ import aiohttp
 from bot.core.models import InviteState, IssuedInvite, UserRef
 from bot.signaling.hub import WIRE_LIMIT
 from tests.support.fakes import user
-from tests.support.server import RECEIVE_TIMEOUT, Running, hello_invite, receive_json
+from tests.support.server import (
+    RECEIVE_TIMEOUT,
+    Running,
+    expect_refused,
+    hello_invite,
+    receive_json,
+)
 
 
 def credential(issued: IssuedInvite) -> str:
@@ -105,6 +111,20 @@ async def connect(
     server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
 ) -> aiohttp.ClientWebSocketResponse:
     return await stack.enter_async_context(http.ws_connect(server.ws_url, max_msg_size=WIRE_LIMIT))
+
+
+async def refused(
+    server: Running,
+    http: aiohttp.ClientSession,
+    stack: AsyncExitStack,
+    frame: str,
+    code: str,
+) -> int:
+    """A new connection sends ``frame`` and is refused with ``code``; the close code."""
+    ws = await connect(server, http, stack)
+    await ws.send_str(frame)
+    _, close_code = await expect_refused(ws, code)
+    return close_code
 
 
 async def join(
