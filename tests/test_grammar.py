@@ -127,3 +127,13 @@ def test_a_quoted_first_word_is_a_topic_not_a_subcommand() -> None:
     assert p('"list"') == CreateRoom((), "list", False, None)
     assert p("'help' @ana") == CreateRoom((Mention("ana", "ana"),), "help", False, None)
     assert p("list") == ListRooms()
+
+
+def test_a_typo_of_a_subcommand_is_refused_with_a_suggestion() -> None:
+    with pytest.raises(CommandError, match="Did you mean `/meet lock`"):
+        p("lokc abc123")
+    with pytest.raises(CommandError, match="Did you mean `/meet invite`"):
+        p("invte abc123")
+    # Topics that merely start like a command word still create rooms.
+    assert p("Endgame review") == CreateRoom((), "Endgame review", False, None)
+    assert p("lokc @ana") == CreateRoom((Mention("ana", "ana"),), "lokc", False, None)

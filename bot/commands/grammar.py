@@ -16,6 +16,7 @@ Mentions are recognised in every platform's spelling: ``@ana`` (console), ``<@U1
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from bot.core.links import is_id
 from bot.durations import parse_duration
 from bot.errors import CommandError, TooManyInvitees
 
+SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "list", "help")
 _MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
 
 
@@ -159,14 +161,24 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if not invitees:
             raise CommandError("Say whom to invite: `/meet invite ROOM @user ...`.")
         return InviteMore(room_id, invitees)
-    lone = tokens[0] if len(tokens) == 1 and text.strip() == tokens[0] else None
-    if lone and parse_mention(lone) is None and not _is_option(lone):
-        # One bare word is far more often a mistyped subcommand than a meeting topic.
-        raise CommandError(
-            f"Unknown command {tokens[0]!r}. Mention people to meet (`/meet @ana Topic`), "
-            'put a one-word topic in quotes (`/meet "Standup"`), or see `/meet help`.'
-        )
+    _refuse_unknown_verb(tokens)
     return _create(tokens, max_invitees)
+
+
+def _refuse_unknown_verb(tokens: list[str]) -> None:
+    """Without anyone mentioned, a lone word, or a first word one typo away from a subcommand
+    (`/meet lokc ROOM`), is far more likely a mistyped command than a meeting topic."""
+    first = tokens[0]
+    if _is_option(first) or any(parse_mention(t) is not None for t in tokens):
+        return
+    near = difflib.get_close_matches(first.lower(), SUBCOMMANDS, n=1, cutoff=0.75)
+    if len(tokens) > 1 and not near:
+        return
+    hint = f" Did you mean `/meet {near[0]}`?" if near else ""
+    raise CommandError(
+        f"Unknown command {first!r}.{hint} Mention people to meet (`/meet @ana Topic`), "
+        'quote a topic that starts like a command (`/meet "Standup"`), or see `/meet help`.'
+    )
 
 
 def _is_option(token: str) -> bool:
