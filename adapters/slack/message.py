@@ -7,7 +7,6 @@ from typing import Any
 
 from bot.commands import render
 from bot.commands.handler import Invitation
-from bot.core.models import Role
 
 JOIN_ACTION = "conclave_join"
 
@@ -21,13 +20,9 @@ def invitation_message(invitation: Invitation) -> dict[str, Any]:
     """``chat.postMessage`` arguments (without the channel). The link is revealed here, once,
     into the request body; never log what this returns."""
     invite, room = invitation.invite, invitation.room
-    topic = escape(room.topic)
-    if invite.invite.role is Role.HOST:
-        headline = f"You are the host of the end-to-end-encrypted meeting *{topic}*."
-    else:
-        headline = (
-            f"*{escape(room.host_name)}* invites you to the end-to-end-encrypted meeting *{topic}*."
-        )
+    headline = render.invitation_headline(
+        invite, f"*{escape(room.host_name)}*", f"*{escape(room.topic)}*"
+    )
     return {
         "text": escape(invitation.text()),
         "blocks": [
@@ -49,10 +44,7 @@ def invitation_message(invitation: Invitation) -> dict[str, Any]:
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": (
-                            f"Invited by {escape(room.host_name)}. This link is yours alone, "
-                            f"works once and expires {render.when(invite.invite.expires_at)}."
-                        ),
+                        "text": f"Invited by {escape(room.host_name)}. {render.link_terms(invite)}",
                     }
                 ],
             },

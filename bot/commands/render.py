@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.core.models import IssuedInvite, Room, RoomState, RoomSummary
+from bot.core.models import IssuedInvite, Role, Room, RoomState, RoomSummary
 from bot.durations import format_duration
 from bot.errors import ConclaveError
 
@@ -67,18 +67,22 @@ def room_list(rooms: Sequence[RoomSummary]) -> str:
     return "\n".join(lines)
 
 
+def invitation_headline(invite: IssuedInvite, host_name: str, topic: str) -> str:
+    """Who invites whom to what; names and topic as the caller formats them for its platform."""
+    who = (
+        "You are the host of" if invite.invite.role is Role.HOST else f"{host_name} invites you to"
+    )
+    return f"{who} the end-to-end-encrypted meeting {topic}."
+
+
+def link_terms(invite: IssuedInvite) -> str:
+    return f"This link is yours alone, works once and expires {when(invite.invite.expires_at)}."
+
+
 def invitation(invite: IssuedInvite, room: Room, link: str) -> str:
     """The text of the DM that carries a link (the link is passed in, revealed, by the sender)."""
-    who = (
-        "You are the host of"
-        if invite.invite.role.value == "host"
-        else (f"{room.host_name} invites you to")
-    )
-    return (
-        f'{who} the end-to-end-encrypted meeting "{room.topic}".\n'
-        f"Join securely: {link}\n"
-        f"This link is yours alone, works once and expires {when(invite.invite.expires_at)}."
-    )
+    headline = invitation_headline(invite, room.host_name, f'"{room.topic}"')
+    return f"{headline}\nJoin securely: {link}\n{link_terms(invite)}"
 
 
 def announcement(room: Room) -> str:
