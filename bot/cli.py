@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot import __version__
-from bot.bootstrap import build
-from bot.client.join import join
-from bot.client.session import MediaOptions
 from bot.config import Settings, describe, load_settings
 from bot.errors import ConclaveError, ConfigError
 from bot.logs import configure
-from bot.relay.aiortc_internals import restrict_host_addresses
-from bot.relay.worker import run_worker
+
+# `run` serves signaling and the web app only; the media stack (aiortc, PyAV, numpy) and the
+# client are imported inside the commands that use them, so the server starts without them
+# and a missing media package cannot stop the bot.
 
 EXIT_CONFIG = 2
 
@@ -35,7 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate the config and print it, redacted")
     check.add_argument("--config", help="TOML config file (default: embedded defaults)")
     j = sub.add_parser("join", help="join a meeting with an invite link")
-    j.add_argument("link", help="the whole invite link, including the part after '#'")
+    j.add_argument(
+        "link",
+        help="the whole invite link, including the part after '#', or - to read it from "
+        "standard input (keeps the invite key out of the process list)",
+    )
     j.add_argument("--duration", type=float, help="leave after this many seconds")
     j.add_argument(
         "--video", default="testsrc", help="testsrc (default), a media file to loop, or none"
@@ -62,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve(settings: Settings) -> None:
+    from bot.bootstrap import build
+
     app = build(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,8 +79,26 @@ async def _serve(settings: Settings) -> None:
         await app.stop()
 
 
+def _read_link(argument: str) -> str | None:
+    """The link itself, or from standard input for ``-``; None if stdin held no link."""
+    if argument != "-":
+        return argument
+    for line in sys.stdin:
+        if line.strip():
+            return line.strip()
+    return None
+
+
 def _join(args: argparse.Namespace) -> int:
+    from bot.client.join import join
+    from bot.client.session import MediaOptions
+    from bot.relay.aiortc_internals import restrict_host_addresses
+
     configure("warning")
+    link = _read_link(args.link)
+    if link is None:
+        print("conclave: no invite link on standard input", file=sys.stderr)
+        return EXIT_CONFIG
     # A frame that cannot be decoded (its key frame was lost while keys changed) is expected
     # now and then; the receiver asks for a new key frame by itself.
     logging.getLogger("aiortc.rtcrtpreceiver").setLevel(logging.ERROR)
@@ -101,10 +124,12 @@ def _join(args: argparse.Namespace) -> int:
         ice_username=relay.ice_username,
         ice_credential=relay.ice_credential,
     )
-    return asyncio.run(join(args.link, args.duration, media, args.name))
+    return asyncio.run(join(link, args.duration, media, args.name))
 
 
 def _relay(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.relay.worker import run_worker
+
     relay = settings.relay
     if not relay.secret:
         raise ConfigError(

@@ -35,6 +35,22 @@ class _Keep(logging.Handler):
         self.lines.append(f"{record.name}: {text}")
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test skipped because a package is missing fails the run: the package belongs in
+    pyproject.toml's test extra, so a skip can only hide a missing declaration."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    skipped = reporter.stats.get("skipped", [])
+    missing = [r.nodeid for r in skipped if "could not import" in str(r.longrepr)]
+    if missing:
+        reporter.ensure_newline()
+        reporter.write_line(
+            f"FAILED: skipped for a missing package: {', '.join(missing)}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.fixture(autouse=True)
 def no_secrets_in_logs() -> Iterator[_Keep]:
     root = logging.getLogger()

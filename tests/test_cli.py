@@ -128,6 +128,25 @@ def test_join_when_nothing_listens_says_it_cannot_reach_the_server(tmp_path: Pat
     assert secret not in result.stderr + result.stdout
 
 
+def test_join_dash_reads_the_link_from_standard_input(tmp_path: Path) -> None:
+    port = free_port()
+    secret = secrets.token_urlsafe(32)
+    link = f"http://127.0.0.1:{port}/j/SomeRoom#iabcdefghijk.{secret}"
+    result = run_bot(
+        ["join", "-", "--duration", "10"], clean_env(), tmp_path, stdin_text=f"\n{link}\n"
+    )
+    assert result.returncode == 1
+    # It got as far as dialling the link's server: the link was read whole from stdin.
+    assert f"127.0.0.1:{port}" in one_line_error(result.stderr)
+    assert secret not in result.stderr + result.stdout
+
+
+def test_join_dash_with_nothing_on_standard_input_says_so(tmp_path: Path) -> None:
+    result = run_bot(["join", "-"], clean_env(), tmp_path, stdin_text="")
+    assert result.returncode == 2
+    assert "no invite link on standard input" in one_line_error(result.stderr)
+
+
 # --- run --------------------------------------------------------------------------------------
 
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+import yaml
 
 MANIFEST = Path(__file__).resolve().parent.parent / "config" / "slack-manifest.yml"
 
 
 def test_manifest_has_the_command_the_scopes_and_socket_mode() -> None:
-    yaml = pytest.importorskip("yaml")
     manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/meet" and command["should_escape"] is True

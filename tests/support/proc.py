@@ -39,14 +39,20 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_bot(
-    args: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float = CLI_TIMEOUT
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout: float = CLI_TIMEOUT,
+    stdin_text: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m bot ARGS`` to completion, with stdin closed and output captured."""
+    """``python -m bot ARGS`` to completion, output captured; stdin is ``stdin_text`` or
+    closed."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         env=dict(env),
         cwd=cwd,
-        stdin=subprocess.DEVNULL,
+        input=stdin_text,
+        stdin=subprocess.DEVNULL if stdin_text is None else None,
         capture_output=True,
         text=True,
         timeout=timeout,
