@@ -1,9 +1,10 @@
 """HTTP mode: Slack posts slash commands to ``POST /slack/events`` on Conclave's own server.
 
 Every request is checked here, before Bolt sees it: HMAC-SHA256 over ``v0:{timestamp}:{body}``
-with the signing secret, and a timestamp within five minutes. We check here rather than in
-Bolt's middleware because that middleware answers 500 to a non-numeric timestamp and logs the
-whole refused body; here a refusal is always a 401 and a one-line log without the body.
+with the signing secret, a timestamp within five minutes, and a signature not seen before (a
+replayed copy of a signed request is refused). We check here rather than in Bolt's middleware
+because that middleware answers 500 to a non-numeric timestamp and logs the whole refused
+body; here a refusal is always a 401 and a one-line log without the body.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 
+from adapters.slack.replay import SeenSignatures
 from bot.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -34,11 +36,19 @@ def signed(verifier: SignatureVerifier, body: str, headers: Mapping[str, str]) -
 
 def mount(web_app: web.Application, bolt: AsyncApp, signing_secret: Secret) -> None:
     verifier = SignatureVerifier(signing_secret.reveal())
+    seen = SeenSignatures()
 
     async def events(request: web.Request) -> web.Response:
         body = await request.text()
-        if not signed(verifier, body, request.headers):
+        headers = request.headers
+        if not signed(verifier, body, headers):
             log.info("refused a request to %s: bad signature or timestamp", PATH)
+            return web.json_response({"error": "invalid request"}, status=401)
+        # Checked and remembered in one step, with no await between: two copies cannot both pass.
+        if not seen.first_time(
+            headers["X-Slack-Signature"], int(headers["X-Slack-Request-Timestamp"])
+        ):
+            log.info("refused a request to %s: a replay of one already handled", PATH)
             return web.json_response({"error": "invalid request"}, status=401)
         response: web.Response = await to_aiohttp_response(
             await bolt.async_dispatch(await to_bolt_request(request))
