@@ -6,6 +6,14 @@ sentence for people (``str(err)``), so adapters can show it as it is.
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+
+
+def utc_minute(epoch: float) -> str:
+    """A moment as people read it in any time zone: ``2027-01-15 14:02 UTC``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
 
 class ConclaveError(Exception):
     code = "error"
@@ -36,11 +44,15 @@ class BadInvite(ConclaveError):
 class InviteAlreadyUsed(ConclaveError):
     code = "already_used"
 
-    def __init__(self, invite_id: str) -> None:
+    def __init__(self, invite_id: str, used_at: float | None = None) -> None:
+        # When it was used is what tells the invitee whether it was them: say it.
+        when = "" if used_at is None else f" at {utc_minute(used_at)}"
         super().__init__(
-            "This invite was already used: invite links work once. Ask the host for a new one."
+            f"This invite link was already used{when}: links work once. "
+            "If that was not you, tell the host."
         )
         self.invite_id = invite_id
+        self.used_at = used_at
 
 
 class InviteExpired(ConclaveError):
@@ -80,6 +92,14 @@ class BadResumeToken(ConclaveError):
 
     def __init__(self) -> None:
         super().__init__("This rejoin token is not valid (the meeting may have ended).")
+
+
+class ResumeTooSoon(ConclaveError):
+    code = "resume_too_soon"
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"Rejoining too often; try again in {max(1, math.ceil(wait))} seconds.")
+        self.wait = wait
 
 
 # --- policy and commands ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bot.config import load_settings
 from bot.core.links import JoinLink, parse_link
 from bot.core.models import Invite, Room, UserRef
 from bot.core.service import MeetingService
+from bot.errors import InviteAlreadyUsed
 from bot.store.sqlite import SqliteStore
 from tests.conftest import _Keep
 from tests.support.fake_discord import (
@@ -89,7 +90,7 @@ async def test_start_syncs_the_guild_command_and_logs_the_install_url(
     (command,) = sync.body
     assert command["name"] == "meet"
     assert {o["name"] for o in command["options"]} == {
-        "create", "invite", "lock", "unlock", "end", "list", "join", "help"
+        "create", "invite", "lock", "unlock", "end", "list", "join", "reissue", "help"
     }  # fmt: skip
     assert running.app.console is None
     url = (
@@ -213,6 +214,34 @@ async def test_someone_elses_room_is_refused(running: Running, fake: FakeDiscord
     assert "Only the host" in refused.body["content"]
     room = await running.app.service.get_room(room_id)
     assert room is not None and room.state.value == "open"
+
+
+async def test_a_reused_link_is_told_to_the_host_and_reissue_fixes_it(
+    running: Running, fake: FakeDiscord
+) -> None:
+    await fake.interact(meet("create", {"invitees": "<@101>", "topic": "Sync"}))
+    await fake.wait_followups(1)
+    link = parse_link(button_url(fake.dms()["101"][0]))
+    service = running.app.service
+    thief = await service.redeem(link.room_id, link.credential.reveal())
+    with pytest.raises(InviteAlreadyUsed):
+        await service.redeem(link.room_id, link.credential.reveal())
+
+    await fake.wait_for(lambda: len(fake.dms().get("100", [])) == 2)
+    notice = fake.dms()["100"][1]
+    assert "Someone tried to join as Ana B. with Ana B.'s link" in notice["content"]
+    assert f"/meet reissue {link.room_id} @101" in notice["content"]
+    assert notice["allowed_mentions"] == {"parse": []}
+
+    await fake.interact(meet("reissue", {"room": link.room_id, "invitee": "<@101>"}))
+    _, reply = await fake.wait_followups(2)
+    assert reply.body["flags"] & EPHEMERAL
+    assert "New link for Ana B." in reply.body["content"]
+    assert thief.participant.id in reply.body["content"]
+    await fake.wait_for(lambda: len(fake.dms()["101"]) == 2)
+    fresh = parse_link(button_url(fake.dms()["101"][1]))
+    admitted = await service.redeem(link.room_id, fresh.credential.reveal())
+    assert admitted.participant.user_id == "101"
 
 
 class SlowStore(SqliteStore):

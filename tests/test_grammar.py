@@ -13,6 +13,7 @@ from bot.commands.grammar import (
     ListRooms,
     LockRoom,
     Mention,
+    ReissueLink,
     UnlockRoom,
     parse,
 )
@@ -62,6 +63,9 @@ def test_topic_only_and_quoted_topic() -> None:
         ("unlock abc", UnlockRoom("abc")),
         ("end abc", EndRoom("abc")),
         ("invite abc @ana <@U1>", InviteMore("abc", (Mention("ana", "ana"), Mention("U1", None)))),
+        ("reissue abc @ana", ReissueLink("abc", Mention("ana", "ana"))),
+        ("Reissue abc <@U1|ana>", ReissueLink("abc", Mention("U1", "ana"))),
+        ("reissue abc <@!42>", ReissueLink("abc", Mention("42", None))),
     ],
 )
 def test_subcommands(text: str, expected: object) -> None:
@@ -80,6 +84,12 @@ def test_subcommands(text: str, expected: object) -> None:
         ("invite", "invite ROOM"),
         ("invite abc", "Say whom to invite"),
         ("invite abc @ana topic", "Unexpected 'topic'"),
+        ("reissue", "reissue ROOM @user"),
+        ("reissue abc", "reissue ROOM @user"),
+        ("reissue @ana", "not a room id"),
+        ("reissue abc @ana @ben", "one person"),
+        ("reissue abc ana", "Unexpected 'ana'"),
+        ("reisue abc", "Did you mean `/meet reissue`"),
         ("@ana @ana Sync", "more than once"),
         ("<@U1> <@U1|ann> Sync", "more than once"),
         ("@ Sync", "not a mention"),

@@ -299,7 +299,7 @@ async def test_reissue_replaces_an_unused_link(
         await service.redeem(made.room.id, old)
     admission = await service.redeem(made.room.id, fresh.link.reveal().split("#", 1)[1])
     assert admission.participant.user_id == "ana"
-    with pytest.raises(CommandError, match="already joined"):
+    with pytest.raises(CommandError, match="already used at 2027-01-15 08:00 UTC"):
         await service.reissue(user("ana"), made.room.id)
     with pytest.raises(NotInvited):
         await service.reissue(user("eve"), made.room.id)

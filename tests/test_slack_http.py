@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from bot.core.links import parse_link
 from bot.core.models import UserRef
+from bot.errors import InviteAlreadyUsed
 from tests.conftest import _Keep
 from tests.support.fake_slack import (
     BOT_TOKEN,
@@ -253,3 +255,68 @@ async def test_secrets_never_reach_the_logs(
     assert "slack" in logged  # the adapter did log...
     for secret in (SIGNING_SECRET, BOT_TOKEN, link, parse_link(link).secret.reveal()):
         assert secret not in logged  # ...and none of these
+
+
+async def test_a_replayed_signed_request_is_refused_and_runs_once(
+    running: Running, fake: FakeSlack, no_secrets_in_logs: _Keep
+) -> None:
+    # Someone who saw one genuine request (a proxy, a log) sends it again, word for word.
+    body = form(slash_command(fake, "<@UANA> Sync"))
+    headers = signed_headers(SIGNING_SECRET, body)
+    assert (await post(running, body, headers))[0] == 200
+    await fake.wait_responses(1)
+    status, _ = await post(running, body, headers)
+    assert status == 401
+    again = await asyncio.gather(*(post(running, body, headers) for _ in range(5)))
+    assert {s for s, _ in again} == {401}
+    await asyncio.sleep(0.2)  # a second run would have answered by now
+    assert len(fake.responses) == 1
+    assert len(await running.app.service.rooms_of(hana())) == 1
+    assert sorted(fake.dms()) == ["UANA", "UHANA"]
+    assert any("a replay" in line for line in no_secrets_in_logs.lines)
+    # A new request (new timestamp, so a new signature) is not mistaken for a replay.
+    earlier = int(headers["X-Slack-Request-Timestamp"]) - 1
+    fresh = signed_headers(SIGNING_SECRET, body, timestamp=earlier)
+    assert (await post(running, body, fresh))[0] == 200
+    await fake.wait_responses(2)
+
+
+async def test_a_stolen_link_is_reported_to_the_host_by_dm_and_reissue_fixes_it(
+    running: Running, fake: FakeSlack
+) -> None:
+    await command(running, fake, "<@UANA> <@UBEN> Sync")
+    await fake.wait_responses(1)
+    ana_link = parse_link(button_url(fake.dms()["UANA"][0]))
+    room_id = ana_link.room_id
+    service = running.app.service
+    thief = await service.redeem(room_id, ana_link.credential.reveal())
+
+    # The real Ana clicks her link: refused, and the host gets a DM from the bot.
+    with pytest.raises(InviteAlreadyUsed, match="already used at"):
+        await service.redeem(room_id, ana_link.credential.reveal())
+    await fake.wait_for(lambda: len(fake.dms().get("UHANA", [])) == 2)
+    notice = fake.dms()["UHANA"][1]
+    assert "Someone tried to join as Ana with Ana's link" in notice["text"]
+    assert f"/meet reissue {room_id} @UANA" in notice["text"]
+    assert "http" not in notice["text"]
+
+    # Ben is no host: refused, and nothing changes.
+    await command(running, fake, f"reissue {room_id} <@UANA>", user_id="UBEN", key="ben")
+    (_, refused) = await fake.wait_responses(2)
+    assert "Only the host" in refused["text"]
+    assert len(fake.dms()["UANA"]) == 1
+    assert (await service.resume(thief.resume_token.reveal())).participant.id == (
+        thief.participant.id
+    )
+
+    # The host, with the mention the notice suggested: Ana gets a new link by DM.
+    await command(running, fake, f"reissue {room_id} @UANA", key="host")
+    (*_, reply) = await fake.wait_responses(3)
+    assert reply["response_type"] == "ephemeral"
+    assert "New link for Ana" in reply["text"] and thief.participant.id in reply["text"]
+    assert "Sent a private link to Ana." in reply["text"]
+    await fake.wait_for(lambda: len(fake.dms()["UANA"]) == 2)
+    fresh = parse_link(button_url(fake.dms()["UANA"][1]))
+    assert fresh.credential.reveal() != ana_link.credential.reveal()
+    admitted = await service.redeem(room_id, fresh.credential.reveal())
+    assert admitted.participant.user_id == "UANA"

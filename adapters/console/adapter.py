@@ -11,6 +11,7 @@ from typing import TextIO
 
 from bot.commands.grammar import Mention
 from bot.commands.handler import CommandHandler
+from bot.commands.notices import Notice
 from bot.core.models import UserRef
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,13 @@ class ConsoleAdapter:
         self._handler = handler
         self._user = UserRef(PLATFORM, WORKSPACE, user_id, user_id)
         self._out = out
+        handler.notify_hosts(PLATFORM, self._notice)
 
     def _print(self, text: str) -> None:
         print(text, file=self._out, flush=True)
+
+    async def _notice(self, notice: Notice) -> None:
+        self._print(f"Notice to @{notice.to.user_id}: {notice.text}")
 
     @staticmethod
     async def _resolve(mention: Mention) -> UserRef:

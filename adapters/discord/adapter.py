@@ -61,6 +61,7 @@ class DiscordAdapter:
         self.tree.add_command(meet_group(self._run), guild=self._guild)
         self.tree.error(self._on_error)
         self._dms = DiscordDirectMessages(self.client)
+        handler.notify_hosts(people.PLATFORM, self._dms.notify)
         self._gateway: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

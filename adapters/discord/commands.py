@@ -63,6 +63,11 @@ def meet_group(run: Run) -> app_commands.Group:
     async def join(interaction: discord.Interaction, room: str) -> None:
         await run(interaction, options.on_room("join", room))
 
+    @meet.command(description="Remove whoever used someone's link and DM them a new one")
+    @app_commands.describe(room=ROOM, invitee="The person whose link was used, as an @mention")
+    async def reissue(interaction: discord.Interaction, room: str, invitee: str) -> None:
+        await run(interaction, options.on_room_for("reissue", room, invitee))
+
     @meet.command(name="list", description="The rooms you host")
     async def list_(interaction: discord.Interaction) -> None:
         await run(interaction, "list")

@@ -1,4 +1,5 @@
-"""Send one invitation as a Discord direct message with a "Join securely" link button.
+"""Send one invitation as a Discord direct message with a "Join securely" link button, or a
+notice for a host as plain text.
 
 A user whose DMs are closed (error 50007) is reported to the host, never retried; 429s are
 waited out by discord.py's HTTP client, which honours ``retry_after``.
@@ -10,6 +11,7 @@ import discord
 
 from adapters.delivery import Undeliverable
 from bot.commands.handler import Invitation
+from bot.commands.notices import Notice
 
 CANNOT_MESSAGE_USER = 50007
 
@@ -31,14 +33,20 @@ class DiscordDirectMessages:
         self._client = client
 
     async def send(self, invitation: Invitation) -> None:
+        # The link is in the text too: `conclave join LINK` users copy it from there.
+        await self._post(invitation.to.user_id, invitation.text(), link_view(invitation))
+
+    async def notify(self, notice: Notice) -> None:
+        await self._post(notice.to.user_id, notice.text, None)
+
+    async def _post(self, user_id: str, text: str, view: discord.ui.View | None) -> None:
         try:
-            channel = await self._client.create_dm(discord.Object(int(invitation.to.user_id)))
-            # The link is in the text too: `conclave join LINK` users copy it from there.
-            await channel.send(
-                invitation.text(),
-                view=link_view(invitation),
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            channel = await self._client.create_dm(discord.Object(int(user_id)))
+            none = discord.AllowedMentions.none()
+            if view is None:
+                await channel.send(text, allowed_mentions=none)
+            else:
+                await channel.send(text, view=view, allowed_mentions=none)
         except discord.HTTPException as err:  # Forbidden included
             if err.code == CANNOT_MESSAGE_USER:
                 raise Undeliverable(

@@ -36,7 +36,11 @@ def quoted(text: str) -> str:
 
 
 def invite(room: str, invitees: str) -> str:
-    return f"invite {shlex.quote(room.strip())} {mentions(invitees)}"
+    return on_room_for("invite", room, invitees)
+
+
+def on_room_for(verb: str, room: str, people: str) -> str:
+    return f"{on_room(verb, room)} {mentions(people)}"
 
 
 def on_room(verb: str, room: str) -> str:

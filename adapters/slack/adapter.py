@@ -21,7 +21,7 @@ from adapters.library_logs import quiet_chat_libraries
 from adapters.slack import events
 from adapters.slack.dm import SlackDirectMessages
 from adapters.slack.message import JOIN_ACTION, escape
-from adapters.slack.people import SlackPeople
+from adapters.slack.people import PLATFORM, SlackPeople
 from bot.commands.handler import CommandHandler
 from bot.config import SlackSettings
 
@@ -57,6 +57,7 @@ class SlackAdapter:
         self.bolt.action(JOIN_ACTION)(self._on_join_click)
         self._people = SlackPeople(self.client)
         self._dms = SlackDirectMessages(self.client)
+        handler.notify_hosts(PLATFORM, self._dms.notify)
         self._socket: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
         self.bot_user_id: str | None = None

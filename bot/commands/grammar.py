@@ -4,6 +4,7 @@
     /meet invite <room> @user ...      invite more people
     /meet lock|unlock|end <room>       host controls
     /meet join <room>                  a fresh link for yourself (when your DM did not arrive)
+    /meet reissue <room> @user         remove whoever used @user's link; DM @user a new one
     /meet list                         rooms you host
     /meet help                         usage
 
@@ -25,7 +26,7 @@ from bot.core.links import is_id
 from bot.durations import parse_duration
 from bot.errors import CommandError, TooManyInvitees
 
-SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "list", "help")
+SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "reissue", "list", "help")
 _MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
 
 
@@ -71,6 +72,12 @@ class JoinRoom:
 
 
 @dataclass(frozen=True)
+class ReissueLink:
+    room_id: str
+    invitee: Mention
+
+
+@dataclass(frozen=True)
 class ListRooms:
     pass
 
@@ -80,7 +87,17 @@ class Help:
     pass
 
 
-Command = CreateRoom | InviteMore | LockRoom | UnlockRoom | EndRoom | JoinRoom | ListRooms | Help
+Command = (
+    CreateRoom
+    | InviteMore
+    | LockRoom
+    | UnlockRoom
+    | EndRoom
+    | JoinRoom
+    | ReissueLink
+    | ListRooms
+    | Help
+)
 
 
 def parse_mention(token: str) -> Mention | None:
@@ -161,6 +178,15 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if not invitees:
             raise CommandError("Say whom to invite: `/meet invite ROOM @user ...`.")
         return InviteMore(room_id, invitees)
+    if verb == "reissue":
+        usage = "Use `/meet reissue ROOM @user` (one person)."
+        if not args:
+            raise CommandError(usage)
+        room_id = _room_arg("reissue", args[:1])
+        people, _ = _mentions(args[1:], max_invitees, allow_other=False)
+        if len(people) != 1:
+            raise CommandError(usage)
+        return ReissueLink(room_id, people[0])
     _refuse_unknown_verb(tokens)
     return _create(tokens, max_invitees)
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.clock import Clock
-from bot.commands import grammar, render
+from bot.commands import grammar, notices, render
 from bot.core.models import IssuedInvite, Room, UserRef
 from bot.core.service import MeetingService
 from bot.errors import CommandError, ConclaveError
@@ -58,6 +58,10 @@ class CommandHandler:
         self._service = service
         self._clock = clock
 
+    def notify_hosts(self, platform: str, notify: notices.Notify) -> None:
+        """Tell hosts on ``platform``, through ``notify``, when a spent link of theirs is used."""
+        notices.subscribe(self._service.events, platform, notify)
+
     def parse(self, text: str) -> grammar.Command:
         return grammar.parse(text, max_invitees=self._service.policy.max_invitees)
 
@@ -96,6 +100,16 @@ class CommandHandler:
                 assert room is not None
                 mine = Invitation(actor, fresh, room)
                 return Outcome(reply="Your new link is ready.", own_link=mine)
+            case grammar.ReissueLink(room_id, mention):
+                # The invite names the person: no platform look-up, and no one is reached
+                # who was not invited.
+                done = await svc.reissue_for(actor, room_id, mention.user_id)
+                room = await svc.get_room(room_id)
+                assert room is not None
+                return Outcome(
+                    reply=render.reissued(room, done),
+                    invitations=(Invitation(done.invitee, done.invite, room),),
+                )
             case grammar.InviteMore(room_id, mentions):
                 # Platforms look names up over HTTP: resolve everyone at once.
                 users = list(await asyncio.gather(*(resolve(m) for m in mentions)))

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
-from bot.core.models import IssuedInvite, Role, Room, RoomState, RoomSummary
+from bot.core.events import LinkReused
+from bot.core.models import IssuedInvite, Reissued, Role, Room, RoomState, RoomSummary
 from bot.durations import format_duration
-from bot.errors import ConclaveError
+from bot.errors import ConclaveError, utc_minute
 
 HELP = """\
 Conclave starts end-to-end-encrypted video meetings. Commands:
@@ -18,12 +18,10 @@ Conclave starts end-to-end-encrypted video meetings. Commands:
   /meet lock ROOM               let nobody new in (unlock with /meet unlock ROOM)
   /meet end ROOM                end the meeting and revoke every link
   /meet join ROOM               a fresh link for yourself, if your DM did not arrive
+  /meet reissue ROOM @user      if someone else used @user's link: remove them from the
+      meeting and send @user a new link (host only)
   /meet list                    the rooms you host
 Each link works once, for the person it was sent to; keep it to yourself."""
-
-
-def when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def names(invites: Sequence[IssuedInvite]) -> str:
@@ -35,7 +33,7 @@ def created(room: Room, invites: Sequence[IssuedInvite], now: float) -> str:
     people = f"{names(invites)} and you" if invites else "you (invite others with /meet invite)"
     return (
         f'Meeting "{room.topic}" is ready: room `{room.id}`, open for '
-        f"{format_duration(room.expires_at - now)} (until {when(room.expires_at)}), "
+        f"{format_duration(room.expires_at - now)} (until {utc_minute(room.expires_at)}), "
         f"lobby {lobby}.\n"
         f"One-time links go by direct message to {people}.\n"
         f"Host controls: /meet invite {room.id} @user · /meet lock {room.id} · /meet end {room.id}"
@@ -54,6 +52,24 @@ def state_changed(room: Room) -> str:
     return f'Unlocked "{room.topic}" (`{room.id}`): invited people can join again.'
 
 
+def reissued(room: Room, done: Reissued) -> str:
+    name = done.invitee.display_name
+    removed = (
+        f" Removed participant {done.kicked}, who had joined with the old link."
+        if done.kicked is not None
+        else ""
+    )
+    return (
+        f'New link for {name} in "{room.topic}" (`{room.id}`): '
+        f"their old link no longer works.{removed}"
+    )
+
+
+def link_reused(event: LinkReused) -> str:
+    """The host's direct message when a spent link comes back (no secret in it)."""
+    return f'Meeting "{event.topic}" (`{event.room_id}`): {event.message}'
+
+
 def room_list(rooms: Sequence[RoomSummary]) -> str:
     if not rooms:
         return "You host no open meetings. Start one with /meet @someone Topic."
@@ -62,7 +78,7 @@ def room_list(rooms: Sequence[RoomSummary]) -> str:
         lobby = ", lobby" if s.room.lobby else ""
         lines.append(
             f'  `{s.room.id}` "{s.room.topic}": {s.room.state.value}{lobby}, '
-            f"{s.joined} joined of {s.invited} invited, until {when(s.room.expires_at)}"
+            f"{s.joined} joined of {s.invited} invited, until {utc_minute(s.room.expires_at)}"
         )
     return "\n".join(lines)
 
@@ -76,7 +92,9 @@ def invitation_headline(invite: IssuedInvite, host_name: str, topic: str) -> str
 
 
 def link_terms(invite: IssuedInvite) -> str:
-    return f"This link is yours alone, works once and expires {when(invite.invite.expires_at)}."
+    return (
+        f"This link is yours alone, works once and expires {utc_minute(invite.invite.expires_at)}."
+    )
 
 
 def invitation(invite: IssuedInvite, room: Room, link: str) -> str:
@@ -97,7 +115,7 @@ def announcement(room: Room) -> str:
 def own_link(invite: IssuedInvite, room: Room, link: str) -> str:
     return (
         f'Your personal link for "{room.topic}" (visible only to you): {link}\n'
-        f"It works once and expires {when(invite.invite.expires_at)}. "
+        f"It works once and expires {utc_minute(invite.invite.expires_at)}. "
         "Any earlier link of yours for this meeting no longer works."
     )
 

@@ -6,6 +6,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.core.models import UserRef
+from bot.errors import utc_minute
+
 log = logging.getLogger(__name__)
 
 
@@ -27,7 +30,38 @@ class ParticipantKicked:
     participant_id: str
 
 
-Event = RoomEnded | RoomLockChanged | ParticipantKicked
+@dataclass(frozen=True)
+class LinkReused:
+    """An invite that was already spent came back: presented again in a hello, or its invitee
+    asked for a new link in chat. Either can mean someone else joined under their name."""
+
+    room_id: str
+    topic: str
+    host: UserRef
+    invitee_user_id: str
+    invitee_name: str
+    participant_id: str  # whoever joined with the invite
+    used_at: float
+    asked_in_chat: bool = False
+
+    @property
+    def message(self) -> str:
+        """For the host, in the meeting and in chat: what happened and the one-command fix."""
+        name, when = self.invitee_name, utc_minute(self.used_at)
+        if self.asked_in_chat:
+            what = f"{name} asked for a new link, but {name}'s link was already used at {when}."
+        else:
+            what = (
+                f"Someone tried to join as {name} with {name}'s link, which was already used "
+                f"at {when}."
+            )
+        return (
+            f"{what} If {name} says they did not join then, run "
+            f"/meet reissue {self.room_id} @{self.invitee_user_id}."
+        )
+
+
+Event = RoomEnded | RoomLockChanged | ParticipantKicked | LinkReused
 Listener = Callable[[Event], Awaitable[None]]
 
 

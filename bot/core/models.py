@@ -133,3 +133,12 @@ class AuditEvent:
     actor: str
     event: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reissued:
+    """A fresh invite that replaced someone's old one, and whoever held the old one's seat."""
+
+    invite: IssuedInvite
+    invitee: UserRef
+    kicked: str | None  # the participant removed because it had joined with the old invite

@@ -16,6 +16,7 @@ from bot.core.models import (
     InviteState,
     IssuedInvite,
     ParticipantState,
+    Reissued,
     Role,
     Room,
     RoomState,
@@ -23,14 +24,19 @@ from bot.core.models import (
     UserRef,
 )
 from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
+from bot.core.reuse import ReuseReporter
+from bot.core.throttle import Throttle
 from bot.durations import format_duration
 from bot.errors import (
     BadResumeToken,
     CommandError,
+    InviteAlreadyUsed,
     NotHost,
     NotInvited,
+    ResumeTooSoon,
     TooManyInvitees,
     UnknownRoom,
+    utc_minute,
 )
 from bot.errors import (
     RoomEnded as RoomEndedError,
@@ -67,6 +73,8 @@ class MeetingService:
         self._public_url = public_url.rstrip("/")
         self._clock = clock
         self.events = events or EventBus()
+        self._resumes = Throttle(clock, policy.resume_limit, policy.resume_window)
+        self._reuse = ReuseReporter(store, self.events, clock, policy.reuse_notice_interval)
 
     @property
     def policy(self) -> MeetingPolicy:
@@ -140,29 +148,44 @@ class MeetingService:
         """A fresh link for an invitee whose first one never reached them (DMs closed).
 
         Secrets are never stored, so the old link cannot be shown again: it is revoked and a
-        new one issued for the same person and role.
+        new one issued for the same person and role. If the old one was used, the caller
+        hears when and the host hears that the caller asked: that is how a theft shows.
         """
         room = await self._store.get_room(room_id)
         if room is None or (room.platform, room.workspace) != (actor.platform, actor.workspace):
             raise UnknownRoom(room_id)
         if room.is_over(self._clock.now()):
             raise RoomEndedError(room.id)
-        mine = [
-            i for i in await self._store.invites_for_room(room.id) if i.user_id == actor.user_id
-        ]
-        if any(i.state is InviteState.REDEEMED for i in mine):
-            raise CommandError(
-                "You have already joined this meeting with your link; "
-                "if your connection dropped, your client rejoins by itself."
-            )
-        pending = [i for i in mine if i.state in (InviteState.ISSUED, InviteState.EXPIRED)]
-        if not pending:
+        old = await self._current_invite(room, actor.user_id)
+        if old is None:
             raise NotInvited(room.id)
-        old = pending[-1]
-        now = self._clock.now()
-        fresh = self._issue(room, actor, old.role, now)
-        await self._store.replace_invite(old.id, fresh.invite, _actor(actor), now)
+        if old.state is InviteState.REDEEMED:
+            await self._reuse.report(old.id, _actor(actor), asked_in_chat=True)
+            assert old.redeemed_at is not None
+            raise CommandError(
+                f"Your link for this meeting was already used at {utc_minute(old.redeemed_at)}. "
+                "If your connection dropped, your client rejoins by itself. If that was not "
+                "you, the host has been told and can send you a new link."
+            )
+        fresh, _ = await self._replace(room, old, actor)
         return fresh
+
+    async def reissue_for(self, actor: UserRef, room_id: str, invitee_user_id: str) -> Reissued:
+        """The host's remedy for a stolen link: whoever joined with the invitee's current
+        invite is removed, that invite revoked, and a fresh one issued for the invitee."""
+        room = await self._hosted_room(actor, room_id, "reissue links for")
+        old = await self._current_invite(room, invitee_user_id)
+        if old is None:
+            raise CommandError(
+                f"@{invitee_user_id} is not invited to room {room.id}; "
+                f"use /meet invite {room.id} @{invitee_user_id}."
+            )
+        fresh, kicked = await self._replace(room, old, actor, spent=True)
+        if kicked is not None:
+            log.info("participant %s removed from room %s by a reissue", kicked, room.id)
+            await self.events.publish(ParticipantKicked(room.id, kicked))
+        invitee = UserRef(room.platform, room.workspace, old.user_id, old.display_name)
+        return Reissued(invite=fresh, invitee=invitee, kicked=kicked)
 
     async def lock(self, actor: UserRef, room_id: str) -> Room:
         return await self._set_lock(actor, room_id, locked=True)
@@ -189,14 +212,19 @@ class MeetingService:
         invite_id, secret = split_credential(credential)
         resume_secret = new_secret()
         participant_id = new_participant_id()
-        room, participant = await self._store.redeem_invite(
-            room_id,
-            invite_id,
-            hash_secret(secret),
-            participant_id,
-            hash_secret(resume_secret),
-            self._clock.now(),
-        )
+        try:
+            room, participant = await self._store.redeem_invite(
+                room_id,
+                invite_id,
+                hash_secret(secret),
+                participant_id,
+                hash_secret(resume_secret),
+                self._clock.now(),
+            )
+        except InviteAlreadyUsed:
+            # Only raised once the secret matched: whoever this is holds the real link.
+            await self._reuse.report(invite_id, f"link:{invite_id}", asked_in_chat=False)
+            raise
         log.info("invite %s redeemed in room %s as %s", invite_id, room_id, participant.id)
         return Admission(
             room=room,
@@ -205,7 +233,8 @@ class MeetingService:
         )
 
     async def resume(self, token: str) -> Admission:
-        """Readmit a participant whose connection dropped; valid until the room ends."""
+        """Readmit a participant whose connection dropped, with a new token: each token works
+        once, so one copied off a device stops working when that device next rejoins."""
         participant_id, secret = split_resume_token(token)
         found = await self._store.find_session(participant_id)
         if found is None or not secret_matches(secret, found[1].resume_hash):
@@ -215,7 +244,21 @@ class MeetingService:
             raise RoomEndedError(room.id)
         if participant.state is not ParticipantState.ACTIVE:
             raise BadResumeToken()
-        return Admission(room=room, participant=participant, resume_token=Secret(token.strip()))
+        # Counted only once the token is proven, so nobody else can spend a participant's
+        # allowance (participant ids are in every roster).
+        wait = self._resumes.take(participant.id)
+        if wait > 0:
+            raise ResumeTooSoon(wait)
+        fresh = new_secret()
+        if not await self._store.rotate_resume(
+            participant.id, participant.resume_hash, hash_secret(fresh)
+        ):
+            raise BadResumeToken()  # another resume with the same token got there first
+        return Admission(
+            room=room,
+            participant=replace(participant, resume_hash=hash_secret(fresh)),
+            resume_token=Secret(f"{participant.id}.{fresh.reveal()}"),
+        )
 
     # --- host controls from inside the meeting ---------------------------------------------
 
@@ -284,6 +327,28 @@ class MeetingService:
         return IssuedInvite(
             invite=invite, link=make_link(self._public_url, room.id, invite.id, secret)
         )
+
+    async def _current_invite(self, room: Room, user_id: str) -> Invite | None:
+        """The user's latest invite to the room that is not revoked (reissues revoke the old)."""
+        theirs = [
+            i
+            for i in await self._store.invites_for_room(room.id)
+            if i.user_id == user_id and i.state is not InviteState.REVOKED
+        ]
+        return theirs[-1] if theirs else None
+
+    async def _replace(
+        self, room: Room, old: Invite, actor: UserRef, *, spent: bool = False
+    ) -> tuple[IssuedInvite, str | None]:
+        """A fresh invite for ``old``'s invitee and role in its place; the participant removed
+        with it (only when ``spent`` allows replacing a redeemed invite)."""
+        now = self._clock.now()
+        invitee = UserRef(room.platform, room.workspace, old.user_id, old.display_name)
+        fresh = self._issue(room, invitee, old.role, now)
+        kicked = await self._store.replace_invite(
+            old.id, fresh.invite, _actor(actor), now, spent=spent
+        )
+        return fresh, kicked
 
     def _check_invitees(self, host: UserRef, invitees: Sequence[UserRef]) -> None:
         if len(invitees) > self._policy.max_invitees:

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from bot.core.events import Event, ParticipantKicked, RoomEnded, RoomLockChanged
+from bot.core.events import Event, LinkReused, ParticipantKicked, RoomEnded, RoomLockChanged
 from bot.core.models import Admission, Room
 from bot.core.service import MeetingService
 from bot.e2ee.errors import RosterError
@@ -443,6 +443,17 @@ class Hub:
             if conn is not None:
                 kicked = encode("kicked", message="The host removed you from the meeting.")
                 await self._drop(conn, kicked, CLOSE_KICKED, b"kicked")
+        elif isinstance(event, LinkReused):
+            # The host learns, in the meeting, who joined with a link that came back.
+            live = self._rooms.get(event.room_id)
+            notice = encode(
+                "notice",
+                code="link_reused",
+                participant=event.participant_id,
+                message=event.message,
+            )
+            for host in [] if live is None else live.hosts():
+                await host.send(notice)
 
     async def close_all(self) -> None:
         for live in list(self._rooms.values()):

@@ -40,10 +40,15 @@ class Store(Protocol):
     ) -> None:
         """Add invites to a room that is not ended; raises RoomEnded or UnknownRoom."""
 
-    async def replace_invite(self, old_invite_id: str, new: Invite, actor: str, now: float) -> None:
+    async def replace_invite(
+        self, old_invite_id: str, new: Invite, actor: str, now: float, *, spent: bool = False
+    ) -> str | None:
         """Revoke an issued or expired invite and add ``new`` in its place, atomically.
 
-        Raises InviteAlreadyUsed if the old invite was redeemed meanwhile.
+        Raises InviteAlreadyUsed if the old invite was redeemed meanwhile. With ``spent``, a
+        redeemed invite is revoked too, and so is the session that redeemed it: the id of
+        that participant is returned if it was active (None otherwise). Raises InviteRevoked
+        if the old invite was already revoked.
         """
 
     async def get_room(self, room_id: str) -> Room | None: ...
@@ -85,6 +90,14 @@ class Store(Protocol):
 
     async def revoke_session(self, participant_id: str, actor: str, now: float) -> bool:
         """Revoke one participant's session (a kick); False if it was not active."""
+
+    async def rotate_resume(self, participant_id: str, old_hash: bytes, new_hash: bytes) -> bool:
+        """Replace an active session's resume hash if it still is ``old_hash``; else False."""
+
+    async def record_link_reuse(
+        self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float
+    ) -> None:
+        """Audit that a spent invite (redeemed by ``participant_id``) was presented again."""
 
     async def sweep(self, now: float) -> SweepResult:
         """Expire rooms and invites past their expiry."""

@@ -313,15 +313,20 @@ class SqliteStore:
                 raise RoomEnded(room_id)
             await self._insert_invites(db, invites, actor, now)
 
-    async def replace_invite(self, old_invite_id: str, new: Invite, actor: str, now: float) -> None:
+    async def replace_invite(
+        self, old_invite_id: str, new: Invite, actor: str, now: float, *, spent: bool = False
+    ) -> str | None:
+        states = "('issued', 'expired', 'redeemed')" if spent else "('issued', 'expired')"
         async with self._write() as db:
+            # A spent invite becomes revoked too; when it was used stays in the audit log and
+            # in its session's joined_at (the schema ties redeemed_at to the redeemed state).
             cur = await db.execute(
-                "UPDATE invites SET state = 'revoked' "
-                "WHERE id = ? AND state IN ('issued', 'expired')",
+                "UPDATE invites SET state = 'revoked', redeemed_at = NULL "
+                f"WHERE id = ? AND state IN {states}",
                 (old_invite_id,),
             )
             if cur.rowcount != 1:
-                raise InviteAlreadyUsed(old_invite_id)
+                raise InviteRevoked(old_invite_id) if spent else InviteAlreadyUsed(old_invite_id)
             await self._audit(
                 db,
                 now,
@@ -331,7 +336,17 @@ class SqliteStore:
                 invite=old_invite_id,
                 reason="reissued",
             )
+            kicked = None
+            if spent:
+                holder = await self._scalar(
+                    db,
+                    "SELECT id FROM participants WHERE invite_id = ? AND state = 'active'",
+                    (old_invite_id,),
+                )
+                if holder is not None and await self._revoke_session(db, holder, actor, now):
+                    kicked = str(holder)
             await self._insert_invites(db, [new], actor, now)
+            return kicked
 
     async def get_room(self, room_id: str) -> Room | None:
         async with self._read() as db:
@@ -461,7 +476,7 @@ class SqliteStore:
             ):
                 raise BadInvite()
             if invite.state is InviteState.REDEEMED:
-                raise InviteAlreadyUsed(invite.id)
+                raise InviteAlreadyUsed(invite.id, invite.redeemed_at)
             if invite.state is InviteState.REVOKED:
                 raise InviteRevoked(invite.id)
             if invite.state is InviteState.EXPIRED or now >= invite.expires_at:
@@ -477,7 +492,10 @@ class SqliteStore:
                 (now, invite.id),
             )
             if cur.rowcount != 1:
-                raise InviteAlreadyUsed(invite.id)
+                used_at = await self._scalar(
+                    db, "SELECT redeemed_at FROM invites WHERE id = ?", (invite.id,)
+                )
+                raise InviteAlreadyUsed(invite.id, used_at)
             index = await self._scalar(
                 db,
                 "SELECT coalesce(max(sender_index), 0) + 1 FROM participants WHERE room_id = ?",
@@ -540,19 +558,40 @@ class SqliteStore:
 
     async def revoke_session(self, participant_id: str, actor: str, now: float) -> bool:
         async with self._write() as db:
-            room_id = await self._scalar(
-                db, "SELECT room_id FROM participants WHERE id = ?", (participant_id,)
-            )
+            return await self._revoke_session(db, participant_id, actor, now)
+
+    async def _revoke_session(
+        self, db: aiosqlite.Connection, participant_id: str, actor: str, now: float
+    ) -> bool:
+        room_id = await self._scalar(
+            db, "SELECT room_id FROM participants WHERE id = ?", (participant_id,)
+        )
+        cur = await db.execute(
+            "UPDATE participants SET state = 'revoked' WHERE id = ? AND state = 'active'",
+            (participant_id,),
+        )
+        if cur.rowcount != 1:
+            return False
+        await self._audit(db, now, room_id, actor, "participant_kicked", participant=participant_id)
+        return True
+
+    async def rotate_resume(self, participant_id: str, old_hash: bytes, new_hash: bytes) -> bool:
+        async with self._write() as db:
+            # Compare-and-set on the old hash: of two resumes with one token, one wins.
             cur = await db.execute(
-                "UPDATE participants SET state = 'revoked' WHERE id = ? AND state = 'active'",
-                (participant_id,),
+                "UPDATE participants SET resume_hash = ? "
+                "WHERE id = ? AND resume_hash = ? AND state = 'active'",
+                (new_hash, participant_id, old_hash),
             )
-            if cur.rowcount != 1:
-                return False
+            return cur.rowcount == 1
+
+    async def record_link_reuse(
+        self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float
+    ) -> None:
+        async with self._write() as db:
             await self._audit(
-                db, now, room_id, actor, "participant_kicked", participant=participant_id
+                db, now, room_id, actor, "link_reused", invite=invite_id, participant=participant_id
             )
-            return True
 
     # --- housekeeping --------------------------------------------------------------------
 
