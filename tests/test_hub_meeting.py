@@ -27,6 +27,7 @@ from bot.signaling.hub import (
     CLOSE_RATE,
     CLOSE_REFUSED,
 )
+from tests.support.keys import announced_keys
 from tests.support.meeting import (
     Meeting,
     Peer,
@@ -37,7 +38,6 @@ from tests.support.meeting import (
     entry_of,
     join,
     make_meeting,
-    public_key,
     refused,
     roster_ids,
 )
@@ -181,7 +181,7 @@ async def test_a_guest_in_the_lobby_can_only_wait(
     attempts: list[dict[str, Any]] = [
         {"type": "publish", "offer": OFFER},
         {"type": "key", "to": host.participant_id, "payload": "ciphertext-from-the-lobby"},
-        {"type": "keys", "x25519": public_key(), "ed25519": public_key()},
+        {"type": "keys", **announced_keys(ana.welcome)},
     ]
     for attempt in attempts:
         await ana.ws.send_str(json.dumps(attempt))
@@ -236,12 +236,12 @@ async def test_the_host_admits_a_guest_into_everyones_roster(
     assert (await receive_until(host.ws, "lobby_waiting"))["waiting"] == []
 
     # Admitted means admitted: the session messages a lobby guest may not send now work.
-    x, ed = public_key(), public_key()
-    await ben.send("keys", x25519=x, ed25519=ed)
+    keys = announced_keys(ben.welcome)
+    await ben.send("keys", **keys)
     with_keys = await receive_until(
         host.ws, "roster", lambda m: "keys" in entry_of(m, ben.participant_id)
     )
-    assert entry_of(with_keys, ben.participant_id)["keys"] == {"x25519": x, "ed25519": ed}
+    assert entry_of(with_keys, ben.participant_id)["keys"] == keys
 
 
 @pytest.mark.parametrize("target", ["unknown", "already_admitted"])
@@ -468,7 +468,7 @@ async def test_announced_keys_are_in_everyones_roster(
     meeting = await make_meeting(server, "ana", "ben", "cy")
     ana = await join(server, http, stack, meeting, "ana")
     ben = await join(server, http, stack, meeting, "ben")
-    keys = {"x25519": public_key(), "ed25519": public_key()}
+    keys = announced_keys(ana.welcome)
 
     await ana.send("keys", **keys)
     for peer in (ana, ben):
@@ -517,8 +517,8 @@ async def test_keys_cannot_be_announced_twice(
     meeting = await make_meeting(server, "ana", "ben")
     ana = await join(server, http, stack, meeting, "ana")
     ben = await join(server, http, stack, meeting, "ben")
-    first = {"x25519": public_key(), "ed25519": public_key()}
-    second = {"x25519": public_key(), "ed25519": public_key()}
+    first = announced_keys(ana.welcome)
+    second = announced_keys(ana.welcome)
 
     await ana.send("keys", **first)
     await receive_until(ben.ws, "roster", lambda m: "keys" in entry_of(m, ana.participant_id))

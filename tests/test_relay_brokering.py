@@ -23,6 +23,7 @@ from bot.relay.pool import RelayPool
 from bot.relay.tickets import HEADER, make_worker_ticket
 from bot.secret import Secret
 from tests.support.fake_worker import FAKE_ANSWER, FakeWorker, fake_worker
+from tests.support.keys import announced_keys
 from tests.support.meeting import (
     Meeting,
     Peer,
@@ -30,7 +31,6 @@ from tests.support.meeting import (
     connect,
     join,
     make_meeting,
-    public_key,
 )
 from tests.support.server import (
     Running,
@@ -175,7 +175,7 @@ async def test_key_material_never_reaches_the_worker(
     announced: list[str] = []
     for peer in peers:
         await publish(peer, worker)
-        keys = {"x25519": public_key(), "ed25519": public_key()}
+        keys = announced_keys(peer.welcome)
         announced += keys.values()
         await peer.send("keys", **keys)
     payloads = []

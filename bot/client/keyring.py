@@ -1,9 +1,16 @@
 """A participant's end-to-end encryption state, driven by the roster and by key messages.
 
+- Its keys are announced once, signed (``announcement``), and kept for the whole meeting, across
+  rejoins, so that the others never see new keys for this participant id.
+- Sender keys go only to peers whose announcements verify, and only while this client's own
+  roster entry shows its own keys and every entry has verified keys, i.e. while it shows a
+  security code: a key that a lying server gets is one whose sender shows a code the honest
+  participants do not. Rotations that happen meanwhile are owed and sent once that holds.
 - When this client first sees the others, it sends each of them its own (brand-new) key.
 - When someone joins later, it ratchets and sends the ratcheted key to the newcomer only; the
   others follow the ratchet by themselves when frames with the next step arrive.
 - When someone leaves or is kicked, it draws a fresh key and sends it to everyone who remains.
+- A roster that only a lying server can show (``KeysTampered``) ends it: it sends nothing more.
 Frames are encrypted in the event loop and decrypted in aiortc's decoder threads, hence the lock.
 """
 
@@ -12,14 +19,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from bot.e2ee.code import security_code
-from bot.e2ee.errors import E2EEError
-from bot.e2ee.identity import MeetingKeys, PublicKeys, RosterEntry
+from bot.e2ee.announce import announce
+from bot.e2ee.errors import E2EEError, KeysTampered
+from bot.e2ee.identity import MeetingKeys, RosterEntry
 from bot.e2ee.media import Codec, protect, unprotect
+from bot.e2ee.roster import KeyBook, RosterView, ShownEntry
 from bot.e2ee.senderkeys import SenderKey, SenderKeys
 from bot.e2ee.transport import KeyReceiver, message_from_text, message_to_text, seal_sender_key
 
@@ -43,10 +50,14 @@ class Keyring:
         *,
         activation_delay: float = 1.0,
         grace_period: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.room_id = room_id
         self.participant_id = participant_id
+        self._clock = clock
         self._identity = MeetingKeys.generate()
+        self._announcement = announce(self._identity, room_id, participant_id, sender_index)
+        self._book = KeyBook(room_id, participant_id, sender_index, self._identity.public())
         self._keys = SenderKeys(
             sender_index, activation_delay=activation_delay, grace_period=grace_period
         )
@@ -55,8 +66,12 @@ class Keyring:
         )
         self._lock = threading.Lock()
         self._roster: dict[str, RosterEntry] = {}
+        self._owed: dict[str, SenderKey] = {}  # the newest key each peer is still to be sent
         self._seen_anyone = False
         self._waiting: list[tuple[str, str]] = []  # key messages from senders not yet rostered
+        self._rejected: set[str] = set()
+        self.view = RosterView({}, (), (), None)
+        self.tampered: KeysTampered | None = None
         self.rotations = 0
         self.dropped = 0
         self.decrypted = 0
@@ -65,37 +80,43 @@ class Keyring:
     def sender_keys(self) -> SenderKeys:
         return self._keys
 
-    def public_keys(self) -> dict[str, str]:
-        return self._identity.public().to_json()
+    def announcement(self) -> dict[str, str]:
+        """The ``keys`` message's fields: both public keys and their signed statement."""
+        return self._announcement.to_json()
+
+    @property
+    def code(self) -> str | None:
+        """The security code of the last roster; None while it is pending."""
+        return self.view.code
 
     # --- membership ----------------------------------------------------------------------
 
-    def security_code(self, roster: Iterable[dict[str, Any]]) -> str | None:
-        """The code over everyone's (id, Ed25519 key); None until everyone announced keys."""
-        pairs = []
-        for entry in roster:
-            keys = _public_keys(entry)
-            if keys is None:
-                return None
-            pairs.append((str(entry["participant_id"]), keys.ed25519))
-        return security_code(pairs) if pairs else None
+    def on_roster(self, roster: Iterable[Mapping[str, object]]) -> list[Outgoing]:
+        """Apply a roster update; the key messages to send because of it.
 
-    def on_roster(self, roster: Iterable[dict[str, Any]]) -> list[Outgoing]:
-        """Apply a roster update; the key messages to send because of it."""
-        current: dict[str, RosterEntry] = {}
-        for entry in roster:
-            pid = str(entry["participant_id"])
-            keys = _public_keys(entry)
-            if pid == self.participant_id or keys is None:
-                continue
-            current[pid] = RosterEntry(pid, int(entry["sender_index"]), keys)
+        Raises ``KeysTampered`` (and sends nothing, then or later) if the roster shows this
+        client keys that are not its own, or replaces a peer's keys while it stays."""
+        if self.tampered is not None:
+            raise self.tampered
+        try:
+            view = self._book.view(ShownEntry.from_json(entry) for entry in roster)
+        except KeysTampered as err:
+            with self._lock:
+                self.tampered = err
+                self._owed.clear()
+            raise
+        for who in set(view.rejected) - self._rejected:
+            log.warning("the keys shown for %s do not verify; they are not used", who)
+        self._rejected = set(view.rejected)
+        current = view.peers
         joined = [pid for pid in current if pid not in self._roster]
         left = [pid for pid in self._roster if pid not in current]
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             for pid in left:
                 self._keys.remove_peer(self._roster[pid].sender_index)
             self._roster = current
+            self.view = view
             if left:
                 key, recipients = self._keys.on_leave(now), list(current)
                 self.rotations += 1
@@ -108,7 +129,14 @@ class Keyring:
                 key, recipients = None, []
             if current:
                 self._seen_anyone = True
-            messages = [self._seal(key, pid) for pid in recipients] if key else []
+            # A newer key replaces an owed one: it is a ratchet of it, or goes to everyone.
+            self._owed = {pid: k for pid, k in self._owed.items() if pid in current}
+            if key is not None:
+                self._owed.update(dict.fromkeys(recipients, key))
+            messages = []
+            if view.code is not None:
+                messages = [self._seal(k, pid) for pid, k in self._owed.items()]
+                self._owed = {}
         for sender, payload in self._drain_waiting():
             self.on_key(sender, payload)
         return messages
@@ -138,28 +166,31 @@ class Keyring:
         try:
             with self._lock:
                 key = self._receiver.open(message_from_text(payload), self._roster)
-                self._keys.add_peer_key(key, time.monotonic())
+                self._keys.add_peer_key(key, self._clock())
         except E2EEError as err:
             log.warning("rejected a key message from %s: %s", sender, err.code)
 
     def rejoin(self) -> None:
         """After a dropped connection: the others forgot this client's key when it left, and
-        may have been joined by people who must not get the old one, so start afresh."""
+        may have been joined by people who must not get the old one, so start afresh. The
+        identity and what it knows of the others' keys stay: they hold for the whole meeting."""
         with self._lock:
-            self._keys.on_leave(time.monotonic())
+            self._keys.on_leave(self._clock())
             self._roster = {}
+            self._owed = {}
             self._seen_anyone = False
+            self.view = RosterView({}, (), (), None)
 
     # --- frames --------------------------------------------------------------------------
 
     def protect(self, codec: Codec, frame: bytes) -> bytes:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             return protect(codec, frame, lambda md, pt: self._keys.encrypt(md, pt, now))
 
     def unprotect(self, codec: Codec, data: bytes) -> bytes | None:
         """The encoded frame, or None (counted) if it does not decrypt."""
-        now = time.monotonic()
+        now = self._clock()
         try:
             with self._lock:
                 plain = unprotect(codec, data, lambda f, md: self._keys.decrypt(f, md, now))
@@ -171,17 +202,4 @@ class Keyring:
 
     def tick(self) -> None:
         with self._lock:
-            self._keys.tick(time.monotonic())
-
-
-def _public_keys(entry: dict[str, Any]) -> PublicKeys | None:
-    """An entry's announced keys; None until announced, or if they do not parse (the hub
-    checks them, but a client must not fall over because a server sent it garbage)."""
-    keys = entry.get("keys")
-    if not isinstance(keys, dict):
-        return None
-    try:
-        return PublicKeys.from_json(keys)
-    except E2EEError:
-        log.warning("ignoring unusable public keys of %s", entry.get("participant_id"))
-        return None
+            self._keys.tick(self._clock())

@@ -17,6 +17,8 @@ import aiohttp
 from bot.client.keyring import Keyring
 from bot.client.media import MediaSession
 from bot.core.links import JoinLink
+from bot.e2ee.errors import KeysTampered
+from bot.e2ee.roster import RosterView
 from bot.errors import ConclaveError, ProtocolError
 from bot.secret import Secret
 from bot.signaling.envelope import MAX_MESSAGE_BYTES, encode
@@ -64,6 +66,19 @@ class MediaOptions:
 
 def describe_roster(roster: list[dict[str, Any]]) -> str:
     return ", ".join(f"{m['name']} ({m['role']})" for m in roster) or "(nobody)"
+
+
+def _code_line(view: RosterView) -> str:
+    """What people compare; "pending" (and why) until everyone's keys are verified, never a
+    code left over from an earlier roster."""
+    if view.code is not None:
+        return f"security code: {view.code}"
+    reasons = []
+    if view.waiting:
+        reasons.append(f"waiting for the keys of {', '.join(view.waiting)}")
+    if view.rejected:
+        reasons.append(f"the keys shown for {', '.join(view.rejected)} are not signed by them")
+    return "security code: pending" + (f" ({'; '.join(reasons)})" if reasons else "")
 
 
 class ClientSession:
@@ -255,7 +270,7 @@ class ClientSession:
             )
         else:
             self.keyring.rejoin()
-        await self.send("keys", **self.keyring.public_keys())
+        await self.send("keys", **self.keyring.announcement())
         await self._publish()
 
     def _retry_publish(self) -> None:
@@ -305,12 +320,19 @@ class ClientSession:
             self._say(f"roster: {describe_roster(roster)}")
         if self.keyring is None:
             return
-        for out in self.keyring.on_roster(roster):
+        try:
+            outgoing = self.keyring.on_roster(roster)
+        except KeysTampered as err:
+            # Raised out of run(): `conclave join` prints the sentence and exits non-zero.
+            self.ended = err.code
+            log.warning("leaving: the roster shows tampered keys")
+            raise
+        for out in outgoing:
             await self.send("key", to=out.to, payload=out.payload)
-        code = self.keyring.security_code(roster)
-        if code is not None and code != self._code:
-            self._code = code
-            self._say(f"security code: {code}")
+        line = _code_line(self.keyring.view)
+        if line != self._code:
+            self._code = line
+            self._say(line)
 
     async def _stop_media(self) -> None:
         if self.media is not None:

@@ -91,3 +91,13 @@ class RosterError(E2EEError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"The meeting roster is not valid: {reason}.")
         self.reason = reason
+
+
+class KeysTampered(E2EEError):
+    """The roster shows keys that can only come from a lying server; the client must leave."""
+
+    code = "keys_tampered"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"The server is tampering with the meeting's keys: {detail}. Leaving.")
+        self.detail = detail

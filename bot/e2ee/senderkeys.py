@@ -5,8 +5,10 @@
 - On a leave or kick, every remaining sender draws a fresh random key (next generation) and gives
   it only to those who remain: the leaver's old keys say nothing about it.
 - A sender uses a new key only ``activation_delay`` seconds after creating it, so that peers hold
-  it by then. Receivers that already hold an earlier key of the same generation follow a ratchet
-  by themselves when frames with the next step's KID arrive.
+  it by then. A newer key that replaces a pending one keeps the pending one's deadline, so the
+  key a rotation calls for (or a newer one) is in use at most ``activation_delay`` after it.
+- Receivers that already hold an earlier key of the same generation follow a ratchet by
+  themselves when frames with the next step's KID arrive.
 - A receiver keeps a superseded key for ``grace_period`` seconds (frames under it may still be in
   flight), then deletes it.
 
@@ -66,7 +68,9 @@ def frame_key_id(frame: bytes) -> KeyId:
 @dataclass(slots=True)
 class _Peer:
     latest: KeyId | None = None
-    # Newest key held per generation: ratchets only go forward from it.
+    # Newest key held per generation: ratchets only go forward from it. Older generations keep
+    # theirs until its KID expires: a sender may activate a ratchet step of one just as it
+    # creates the next generation (a rotation that comes after the pending key's deadline).
     bases: dict[int, SenderKey] = field(default_factory=dict)
     # Installed KIDs and when they expire (infinity for the newest one).
     expiry: dict[int, float] = field(default_factory=dict)
@@ -141,9 +145,13 @@ class SenderKeys:
 
     def _schedule(self, key: SenderKey, now: float) -> SenderKey:
         # A newer rotation replaces a pending one: peers holding the pending key can ratchet to
-        # it, or were sent the fresh one.
+        # it, or were sent the fresh one. It keeps the earlier deadline: were each rotation to
+        # restart the delay, churn faster than the delay would keep the pre-kick key in use
+        # for as long as the churn lasts.
+        if now >= self._pending_at:
+            self._activate()  # its time came with no frame sent or tick since: it is current
         self._pending = key
-        self._pending_at = now + self._delay
+        self._pending_at = min(self._pending_at, now + self._delay)
         return key
 
     def tick(self, now: float) -> None:
@@ -179,7 +187,7 @@ class SenderKeys:
         peer = self._peers.setdefault(index, _Peer())
         if peer.latest is not None and key.id <= peer.latest:
             held = peer.bases.get(key.id.generation)
-            if held == key:
+            if held == key and key.id.generation == peer.latest.generation:
                 return  # the same key again, e.g. re-sent after a reconnect
             raise StaleSenderKey(index)
         if not self._receiving.has_receive_key(key.kid):
@@ -194,8 +202,15 @@ class SenderKeys:
                 self._next_expiry = min(self._next_expiry, expires)
         peer.expiry[key.kid] = math.inf
         peer.latest = key.id
-        # Senders never go back to an older generation, nor ratchet it further.
-        peer.bases = {g: k for g, k in peer.bases.items() if g > key.id.generation}
+        peer.bases[key.id.generation] = key
+
+    def _keep_older(self, peer: _Peer, key: SenderKey, now: float) -> None:
+        """A ratchet step, followed, of a generation older than the newest held: it lives only
+        as long as that generation's key would have."""
+        base = peer.bases[key.id.generation]
+        expires = peer.expiry.get(base.kid, now + self._grace)
+        peer.expiry[key.kid] = expires
+        self._next_expiry = min(self._next_expiry, expires)
         peer.bases[key.id.generation] = key
 
     def remove_peer(self, sender_index: int) -> None:
@@ -222,7 +237,10 @@ class SenderKeys:
             # Forged KIDs must leave nothing behind.
             self._receiving.remove_key(kid)
             raise
-        self._commit(peer, candidate, now)
+        if peer.latest is not None and candidate.id < peer.latest:
+            self._keep_older(peer, candidate, now)
+        else:
+            self._commit(peer, candidate, now)
         return plaintext
 
     def _follow_ratchet(self, kid: int) -> tuple[_Peer, SenderKey]:
@@ -253,4 +271,5 @@ class SenderKeys:
                     self._receiving.remove_key(kid)
                 else:
                     upcoming = min(upcoming, when)
+            peer.bases = {g: k for g, k in peer.bases.items() if k.kid in peer.expiry}
         self._next_expiry = upcoming

@@ -4,10 +4,11 @@ HPKE is RFC 9180 base mode with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and AES-
 only from X25519, HKDF and AES-GCM so a browser can do the same with WebCrypto. The message
 layout (big-endian; ``docs/PROTOCOL.md`` has it with vectors):
 
-    magic        4   "CKT" 0x01
+    magic        4   "CKT" 0x02
     room_id      1+n length-prefixed ASCII
     sender_id    1+n length-prefixed ASCII
     recipient_id 1+n length-prefixed ASCII
+    recipient_key 32 the recipient's X25519 public key the sender encrypted to
     suite        2   SFrame cipher suite of the key
     sender_index 2
     generation   4
@@ -18,9 +19,11 @@ layout (big-endian; ``docs/PROTOCOL.md`` has it with vectors):
     signature    64  Ed25519 over SIGNATURE_LABEL || every byte above
 
 HPKE info is INFO_LABEL || the fields from room_id to ratchet_step, so a ciphertext cannot be
-moved to another room, sender, recipient or key id; the HPKE AAD is empty (the single-shot API
-of ``cryptography`` has none, and info already binds everything). The signature proves the
-message comes from the holder of the sender's roster key, which HPKE alone cannot.
+moved to another room, sender, recipient, recipient key or key id; the HPKE AAD is empty (the
+single-shot API of ``cryptography`` has none, and info already binds everything). The signature
+proves the message comes from the holder of the sender's roster key, which HPKE alone cannot,
+and that the sender encrypted to ``recipient_key``: a recipient that finds another key there
+knows the sender was shown a key that is not its own.
 """
 
 from __future__ import annotations
@@ -37,15 +40,15 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 
 from bot.e2ee.encoding import b64url_decode, b64url_encode
 from bot.e2ee.errors import KeyExhausted, KeyTransportError
-from bot.e2ee.identity import MeetingKeys, PublicKeys, RosterEntry
+from bot.e2ee.identity import PUBLIC_KEY_SIZE, MeetingKeys, PublicKeys, RosterEntry
 from bot.e2ee.kid import KeyId
 from bot.e2ee.secretkey import SecretKey
 from bot.e2ee.senderkeys import SenderKey
 from bot.e2ee.suites import CipherSuite, suite_params
 
-MAGIC: Final = b"CKT\x01"
-INFO_LABEL: Final = b"Conclave key transport v1"
-SIGNATURE_LABEL: Final = b"Conclave key transport signature v1"
+MAGIC: Final = b"CKT\x02"
+INFO_LABEL: Final = b"Conclave key transport v2"
+SIGNATURE_LABEL: Final = b"Conclave key transport signature v2"
 HPKE: Final = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM)
 ENC_SIZE: Final = 32
 SIGNATURE_SIZE: Final = 64
@@ -59,6 +62,7 @@ class Binding:
     room_id: str
     sender_id: str
     recipient_id: str
+    recipient_key: bytes  # the X25519 public key the base key is encrypted to
     suite: CipherSuite
     key_id: KeyId
 
@@ -69,6 +73,9 @@ class Binding:
             if not 0 < len(raw) < 256:
                 raise ValueError("ids are 1-255 ASCII characters")
             out += bytes((len(raw),)) + raw
+        if len(self.recipient_key) != PUBLIC_KEY_SIZE:
+            raise ValueError("the recipient key is 32 bytes")
+        out += self.recipient_key
         out += int(self.suite).to_bytes(2, "big")
         out += self.key_id.sender_index.to_bytes(2, "big")
         out += self.key_id.generation.to_bytes(4, "big")
@@ -88,7 +95,7 @@ def seal_sender_key(
     recipient_id: str,
     recipient: PublicKeys,
 ) -> bytes:
-    binding = Binding(room_id, sender_id, recipient_id, key.suite, key.id)
+    binding = Binding(room_id, sender_id, recipient_id, recipient.x25519, key.suite, key.id)
     hpke_ciphertext = HPKE.encrypt(
         key.base_key.reveal(),
         X25519PublicKey.from_public_bytes(recipient.x25519),
@@ -130,13 +137,14 @@ def parse_message(message: bytes) -> ParsedMessage:
 
     try:
         ids = [take(take(1)[0]).decode("ascii") for _ in range(3)]
+        recipient_key = take(PUBLIC_KEY_SIZE)
         suite = CipherSuite(int.from_bytes(take(2), "big"))
         key_id = KeyId(
             sender_index=int.from_bytes(take(2), "big"),
             generation=int.from_bytes(take(4), "big"),
             ratchet_step=int.from_bytes(take(4), "big"),
         )
-        binding = Binding(ids[0], ids[1], ids[2], suite, key_id)
+        binding = Binding(ids[0], ids[1], ids[2], recipient_key, suite, key_id)
     except (UnicodeDecodeError, ValueError, KeyExhausted):
         raise KeyTransportError("malformed header") from None
     enc = take(ENC_SIZE)
@@ -157,6 +165,7 @@ class KeyReceiver:
         self._room_id = room_id
         self._participant_id = participant_id
         self._keys = keys
+        self._own_key = keys.public().x25519
         self._seen: set[bytes] = set()
         self._held: dict[str, KeyId] = {}
 
@@ -167,6 +176,9 @@ class KeyReceiver:
             raise KeyTransportError("message for another room")
         if binding.recipient_id != self._participant_id:
             raise KeyTransportError("message for another recipient")
+        if binding.recipient_key != self._own_key:
+            # Signed by the sender, this would mean the server showed the sender another key.
+            raise KeyTransportError("encrypted to a key that is not this client's")
         sender = roster.get(binding.sender_id)
         if sender is None:
             raise KeyTransportError("sender not in the roster")

@@ -21,8 +21,8 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from bot.core.events import Event, LinkReused, ParticipantKicked, RoomEnded, RoomLockChanged
 from bot.core.models import Admission, Room
 from bot.core.service import MeetingService
+from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
-from bot.e2ee.identity import PublicKeys
 from bot.errors import ConclaveError, ProtocolError
 from bot.signaling.envelope import MAX_MESSAGE_BYTES, decode, encode, text_field
 from bot.signaling.ratelimit import TokenBucket
@@ -283,15 +283,19 @@ class Hub:
     async def _keys(self, conn: Connection, message: dict[str, Any]) -> None:
         if conn.keys is not None:
             raise Refusal("keys_fixed", "This connection's public keys are already announced.")
-        # Parsed exactly as the clients will parse it, so nobody can announce keys that the
-        # others' clients choke on.
+        # Parsed and verified exactly as the clients will, so nobody can announce keys that the
+        # others' clients choke on or refuse: signed for this connection's room and participant.
         try:
-            keys = PublicKeys.from_json(message)
+            announced = KeyAnnouncement.from_json(message)
         except RosterError:
             raise ProtocolError(
-                "Fields 'x25519' and 'ed25519' must be 32-byte keys in unpadded base64url."
+                "Fields 'x25519' and 'ed25519' must be 32-byte keys and 'signature' a 64-byte "
+                "signature, in unpadded base64url."
             ) from None
-        conn.keys = keys.to_json()
+        p = conn.participant
+        if not announced.verifies(p.room_id, p.id, p.sender_index):
+            raise ProtocolError("The key announcement is not signed for this room and participant.")
+        conn.keys = announced.to_json()
         await self._broadcast_roster(conn.participant.room_id)
 
     async def _key(self, conn: Connection, message: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ class Client:
         return unprotect(Codec.VP8, wire, lambda sf, md: self.sender.decrypt(sf, md, now))
 
     def code(self) -> str:
-        return security_code((e.participant_id, e.keys.ed25519) for e in self.roster.values())
+        return security_code((e.participant_id, e.keys) for e in self.roster.values())
 
 
 class Server:

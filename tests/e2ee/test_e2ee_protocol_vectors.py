@@ -7,10 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.code import security_code
-from bot.e2ee.identity import MeetingKeys, RosterEntry
+from bot.e2ee.identity import MeetingKeys, PublicKeys, RosterEntry
 from bot.e2ee.kid import KeyId
 from bot.e2ee.media import Codec, unprotect
 from bot.e2ee.secretkey import SecretKey
@@ -46,10 +48,16 @@ def test_the_document_covers_frames_keys_code_and_signaling() -> None:
         "## 1. Frames",
         "### 3.1 KID layout",
         "## 4. Key transport",
+        "### 4.2 Key announcement",
         "## 5. Security code",
         "## 6. Signaling",
     ):
         assert heading in PROTOCOL
+
+
+def test_the_document_speaks_protocol_version_2() -> None:
+    assert "protocol version 2" in PROTOCOL.split("## 1.")[0]
+    assert '"CKT" 0x02' in PROTOCOL and '"CKT" 0x01' not in PROTOCOL
 
 
 def test_frames_decrypt_with_the_documented_key() -> None:
@@ -94,8 +102,29 @@ def test_the_hpke_reference_agrees_with_cryptography_on_random_keys() -> None:
 
 def test_the_security_code_vector() -> None:
     v = VECTORS["security_code"]
-    roster = [(e["participant_id"], bytes.fromhex(e["ed25519_public"])) for e in v["roster"]]
+    roster = [
+        (
+            e["participant_id"],
+            PublicKeys(bytes.fromhex(e["x25519_public"]), bytes.fromhex(e["ed25519_public"])),
+        )
+        for e in v["roster"]
+    ]
     assert security_code(roster) == v["code"]
+
+
+def test_the_key_announcement_vector_verifies_and_only_for_its_participant() -> None:
+    v = VECTORS["key_announcement"]
+    announced = KeyAnnouncement.from_json(v["json"])
+    assert announced.keys == PublicKeys(
+        bytes.fromhex(v["x25519_public"]), bytes.fromhex(v["ed25519_public"])
+    )
+    assert announced.signature.hex() == v["signature"]
+    assert announced.verifies(v["room_id"], v["participant_id"], v["sender_index"])
+    assert not announced.verifies(v["room_id"], "p_ben4Kd9", v["sender_index"])
+    # The signed bytes are exactly the documented statement.
+    Ed25519PublicKey.from_public_bytes(announced.keys.ed25519).verify(
+        announced.signature, bytes.fromhex(v["statement"])
+    )
 
 
 def test_vectors_path_is_inside_the_repo() -> None:

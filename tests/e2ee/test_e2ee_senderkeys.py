@@ -133,3 +133,62 @@ def test_keys_do_not_leak_through_repr() -> None:
     for text in (repr(ana), repr(ana.current_key), str(ana.current_key), f"{ana.current_key}"):
         assert secret_hex not in text
     assert "**********" in repr(ana.current_key)
+
+
+def test_a_newer_pending_key_keeps_the_earlier_deadline() -> None:
+    ana = SenderKeys(1, activation_delay=1.0)
+    ana.on_leave(now=10.0)
+    newest = ana.on_join(now=10.9)
+    assert frame_key_id(ana.encrypt(b"", b"a", now=10.99)) == KeyId(1, 0, 0)
+    assert frame_key_id(ana.encrypt(b"", b"b", now=11.0)) == newest.id  # not 11.9
+
+
+def test_churn_does_not_postpone_the_key_that_excludes_a_kicked_participant() -> None:
+    """Issue 9, finding 3: a rotation every 200 ms (someone resuming in a loop) after a kick;
+    the kicked participant's last keys stop working within 2 x the activation delay."""
+    delay = 1.0
+    ana = SenderKeys(1, activation_delay=delay)
+    kicked = SenderKeys(9)
+    kicked.add_peer_key(ana.current_key, now=0.0)
+    kicked.add_peer_key(ana.on_join(now=0.0), now=0.0)  # everything it was ever given
+    kick_at = 5.0
+    ana.on_leave(now=kick_at)
+    readable_until = None
+    now = kick_at
+    while now < kick_at + 4 * delay:
+        if round((now - kick_at) / 0.2) % 2:
+            ana.on_join(now)  # the churning participant back
+        else:
+            ana.on_leave(now)  # ...and gone again
+        frame = ana.encrypt(b"", b"after the kick", now)
+        try:
+            kicked.decrypt(frame, b"", now)
+            readable_until = now
+        except SFrameError:
+            pass
+        now += 0.2
+    assert readable_until is not None  # the delay applied: the old key ran on for a moment
+    assert readable_until < kick_at + 2 * delay
+    assert ana.current_key.id.generation >= 1
+
+
+def test_a_rotation_after_an_overdue_pending_key_still_waits_the_full_delay() -> None:
+    ana = SenderKeys(1, activation_delay=1.0)
+    first = ana.on_join(now=0.0)  # due at 1.0; no frame is sent until much later
+    second = ana.on_leave(now=5.0)
+    assert frame_key_id(ana.encrypt(b"", b"a", now=5.5)) == first.id
+    assert frame_key_id(ana.encrypt(b"", b"b", now=6.0)) == second.id
+
+
+def test_a_step_activated_as_the_next_generation_arrives_still_decrypts_until_grace() -> None:
+    ana, ben = _pair()
+    ana.on_join(now=0.0)  # step 1, due at 1.0, never sent to ben: he follows the ratchet
+    ben.add_peer_key(ana.on_leave(now=5.0), now=5.0)  # step 1 goes in use now, gen 1 is pending
+    frame = ana.encrypt(b"", b"step one", now=5.5)
+    assert frame_key_id(frame) == KeyId(1, 0, 1)
+    assert ben.decrypt(frame, b"", now=5.5) == b"step one"
+    late = ana.encrypt(b"", b"late", now=5.9)
+    ben.tick(now=15.0)  # 10 s after ben got generation 1: generation 0 is gone, ratchets too
+    with pytest.raises(SFrameError):
+        ben.decrypt(late, b"", now=15.0)
+    assert ben.decrypt(ana.encrypt(b"", b"new", now=15.0), b"", now=15.0) == b"new"

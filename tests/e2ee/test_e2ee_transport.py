@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,7 +11,15 @@ from hypothesis import strategies as st
 from bot.e2ee.errors import KeyTransportError
 from bot.e2ee.identity import MeetingKeys, PublicKeys, RosterEntry
 from bot.e2ee.senderkeys import SenderKey, SenderKeys
-from bot.e2ee.transport import KeyReceiver, message_from_text, message_to_text, seal_sender_key
+from bot.e2ee.transport import (
+    MAGIC,
+    KeyReceiver,
+    assemble_message,
+    message_from_text,
+    message_to_text,
+    parse_message,
+    seal_sender_key,
+)
 
 ROOM = "Yd3kQ9vX2mTq8LrPzW4sNa"
 ANA_KEYS, BEN_KEYS, EVE_KEYS = (
@@ -59,9 +69,25 @@ def test_rejects_another_recipient() -> None:
     key = SenderKeys(1).current_key
     with pytest.raises(KeyTransportError, match="another recipient"):
         _ben().open(_seal(key, recipient="p_eve", recipient_public=EVE_KEYS.public()), ROSTER)
-    # Addressed to ben by name but encrypted to another key: the HPKE open fails.
-    with pytest.raises(KeyTransportError, match="decrypted"):
+    # Addressed to ben by name but encrypted to another key, which the message names.
+    with pytest.raises(KeyTransportError, match="not this client's"):
         _ben().open(_seal(key, recipient_public=EVE_KEYS.public()), ROSTER)
+
+
+def test_the_recipient_key_is_bound_into_hpke_and_the_signature() -> None:
+    key = SenderKeys(1).current_key
+    to_eve = parse_message(_seal(key, recipient_public=EVE_KEYS.public()))
+    # A server that rewrites the named key to ben's breaks the signature...
+    relabelled = replace(to_eve.binding, recipient_key=BEN_PUBLIC.x25519)
+    body = MAGIC + relabelled.encode() + to_eve.hpke_ciphertext[:32]
+    ct = to_eve.hpke_ciphertext[32:]
+    unsigned = body + len(ct).to_bytes(2, "big") + ct + to_eve.signature
+    with pytest.raises(KeyTransportError, match="signature"):
+        _ben().open(unsigned, ROSTER)
+    # ...and re-signed by the sender it opens for nobody: the named key is in the HPKE info.
+    resigned = assemble_message(relabelled, to_eve.hpke_ciphertext, ANA_KEYS)
+    with pytest.raises(KeyTransportError, match="decrypted"):
+        _ben().open(resigned, ROSTER)
 
 
 def test_rejects_another_room() -> None:
@@ -109,7 +135,7 @@ def test_tampering_any_byte_is_rejected() -> None:
 @given(st.binary(max_size=400))
 def test_fuzzed_messages_raise_only_key_transport_error(data: bytes) -> None:
     with pytest.raises(KeyTransportError):
-        _ben().open(b"CKT\x01" + data, ROSTER)
+        _ben().open(MAGIC + data, ROSTER)
     with pytest.raises(KeyTransportError):
         _ben().open(data, ROSTER)
 
@@ -122,3 +148,9 @@ def test_bad_text_forms(text: str) -> None:
 
 def test_private_keys_do_not_leak_through_repr() -> None:
     assert repr(ANA_KEYS) == "MeetingKeys('**********')"
+
+
+def test_version_one_messages_are_refused() -> None:
+    message = _seal(SenderKeys(1).current_key)
+    with pytest.raises(KeyTransportError, match="version"):
+        _ben().open(b"CKT\x01" + message[4:], ROSTER)
