@@ -31,5 +31,8 @@ async def join(
         return 1
     if session.keyring is not None and media is not None and media.enabled:
         k = session.keyring
-        say(f"frames decrypted: {k.decrypted}, dropped (failed to decrypt): {k.dropped}")
+        say(
+            f"frames decrypted: {k.decrypted}, dropped (failed to decrypt): {k.dropped}, "
+            f"refused (not from the participant shown): {k.misattributed}"
+        )
     return 0

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from bot.e2ee.announce import announce
+from bot.e2ee.attribution import frame_sender_index
 from bot.e2ee.errors import E2EEError, KeysTampered
 from bot.e2ee.identity import MeetingKeys, RosterEntry
 from bot.e2ee.media import Codec, protect, unprotect
@@ -75,6 +76,7 @@ class Keyring:
         self.rotations = 0
         self.dropped = 0
         self.decrypted = 0
+        self.misattributed = 0
 
     @property
     def sender_keys(self) -> SenderKeys:
@@ -188,8 +190,17 @@ class Keyring:
         with self._lock:
             return protect(codec, frame, lambda md, pt: self._keys.encrypt(md, pt, now))
 
-    def unprotect(self, codec: Codec, data: bytes) -> bytes | None:
-        """The encoded frame, or None (counted) if it does not decrypt."""
+    def unprotect(self, codec: Codec, data: bytes, sender_index: int | None = None) -> bytes | None:
+        """The encoded frame, or None (counted) if it does not decrypt.
+
+        ``sender_index`` is the sender a received track is bound to (the index its owner signed
+        in its key announcement): a frame whose KID names another sender is refused before
+        decryption and counted apart, as misattributed; a relay put it on a track shown under
+        someone else's name.
+        """
+        if sender_index is not None and frame_sender_index(codec, data) not in (None, sender_index):
+            self.misattributed += 1
+            return None
         now = self._clock()
         try:
             with self._lock:

@@ -3,7 +3,8 @@
 The client publishes its own audio and video (encrypted before packetization, see
 ``bot.client.tracks``) with one offer; after that only the relay offers, to add or remove the
 other participants' tracks. Every received frame is decrypted between aiortc's jitter buffer
-and its decoder; frames that fail are counted and dropped, never decoded.
+and its decoder; frames that fail, or that are not from the participant the track is shown
+under (``bot.client.received``), are counted and dropped, never decoded.
 
 ``--record DIR`` writes one file per received track: ``DIR/<name>-<participant>.video.webm``
 (VP8) and ``DIR/<name>-<participant>.audio.wav`` (16-bit PCM).
@@ -24,6 +25,7 @@ from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.client.keyring import Keyring
+from bot.client.received import ReceivedTrack, Roster
 from bot.client.recorder import TrackRecorder
 from bot.client.tracks import AudioSource, VideoSource
 from bot.e2ee.media import Codec
@@ -46,34 +48,24 @@ def _sink_name(name: str, participant_id: str, kind: str) -> str:
     return f"{safe}-{participant_id}.{'video.webm' if kind == 'video' else 'audio.wav'}"
 
 
-def _fresh(path: Path) -> Path:
-    """``path``, or ``name-2.ext`` and so on when media restarted and it is taken."""
-    n = 1
-    candidate = path
-    while candidate.exists():
-        n += 1
-        stem, _, ext = path.name.partition(".")
-        candidate = path.with_name(f"{stem}-{n}.{ext}")
-    return candidate
-
-
 class MediaSession:
     def __init__(
         self,
         keyring: Keyring,
         *,
+        roster: Roster,
         video: str = "testsrc",
         audio: str = "tone",
         record_dir: Path | None = None,
         ice_servers: tuple[str, ...] = (),
         ice_username: str = "",
         ice_credential: Secret = Secret(""),
-        name_of: Callable[[str], str] = str,
     ) -> None:
         self._keyring = keyring
         self._pc = make_peer_connection(ice_servers, ice_username, ice_credential)
         self._record_dir = record_dir
-        self._name_of = name_of
+        self._roster = roster
+        self.received: list[ReceivedTrack] = []
         self._sinks: list[TrackRecorder | MediaBlackhole] = []
         self.sources: dict[str, VideoSource | AudioSource] = {}
         if video != "none":
@@ -110,21 +102,19 @@ class MediaSession:
         return {"type": "answer", "sdp": self._pc.localDescription.sdp}
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        # The relay names forwarded tracks "<participant>-<kind>" (msid).
-        owner = track.id.rsplit("-", 1)[0]
         codec = CODECS.get(track.kind)
         receiver = next(
             (t.receiver for t in self._pc.getTransceivers() if t.receiver.track is track), None
         )
         if codec is None or receiver is None:
             return
-        install_receive_transform(
-            receiver, track.kind, lambda data: self._keyring.unprotect(codec, data)
-        )
+        received = ReceivedTrack(track.id, codec, self._keyring, self._roster)
+        self.received.append(received)
+        install_receive_transform(receiver, track.kind, received.unprotect)
         if self._record_dir is not None:
             self._record_dir.mkdir(parents=True, exist_ok=True)
-            path = _fresh(self._record_dir / _sink_name(self._name_of(owner), owner, track.kind))
-            recorder = TrackRecorder(track, path)
+            name = _sink_name(received.name, received.owner, track.kind)
+            recorder = TrackRecorder(track, self._record_dir / name)
             recorder.start()
             self._sinks.append(recorder)
         else:

@@ -2,6 +2,10 @@
 
 aiortc's ``MediaRecorder`` encodes video with libvpx at its slowest settings; on a small
 machine that starves the meeting itself, so video here is re-encoded in real-time mode.
+
+The file is made when the first frame is decoded: a track none of whose frames decrypt (or
+whose frames are refused as someone else's, see ``bot.client.received``) leaves no file under
+its owner's name, and two tracks shown under one name get two files.
 """
 
 from __future__ import annotations
@@ -19,6 +23,18 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 log = logging.getLogger(__name__)
 
 
+def _fresh(path: Path) -> Path:
+    """``path``, or ``name-2.ext`` and so on when it is taken (media restarted, or the relay
+    showed two tracks under one name)."""
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        stem, _, ext = path.name.partition(".")
+        candidate = path.with_name(f"{stem}-{n}.{ext}")
+    return candidate
+
+
 class TrackRecorder:
     def __init__(self, track: MediaStreamTrack, path: Path) -> None:
         self._track = track
@@ -29,7 +45,7 @@ class TrackRecorder:
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        container: Any = av.open(str(self._path), mode="w")
+        container: Any = None
         stream: Any = None
         try:
             while True:
@@ -37,18 +53,21 @@ class TrackRecorder:
                     frame = await self._track.recv()
                 except MediaStreamError:
                     return
-                if stream is None:
+                if container is None:
+                    container = av.open(str(_fresh(self._path)), mode="w")
                     stream = self._open_stream(container, frame)
+                    # Writes the header now, so the next recorder to start sees the name taken.
+                    container.start_encoding()
                 if self._track.kind == "video":
                     frame.pts = None  # let the encoder number frames at the stream's rate
                 for packet in stream.encode(frame):
                     container.mux(packet)
         finally:
-            with contextlib.suppress(Exception):
-                if stream is not None:
+            if container is not None:
+                with contextlib.suppress(Exception):
                     for packet in stream.encode(None):
                         container.mux(packet)
-            container.close()
+                container.close()
 
     def _open_stream(self, container: Any, frame: Any) -> Any:
         if self._track.kind == "audio":

@@ -301,15 +301,9 @@ class ClientSession:
                 ice_servers=o.ice_servers,
                 ice_username=o.ice_username,
                 ice_credential=o.ice_credential,
-                name_of=self._name_of,
+                roster=lambda: self._roster,
             )
             await self.send("publish", offer=await self.media.offer())
-
-    def _name_of(self, participant_id: str) -> str:
-        for entry in self._roster:
-            if entry["participant_id"] == participant_id:
-                return str(entry["name"])
-        return "participant"
 
     async def _on_roster(self, roster: list[dict[str, Any]]) -> None:
         changed = [e["participant_id"] for e in roster] != [
