@@ -151,6 +151,9 @@ class RelaySettings:
     ice_credential: Secret = _spec(Secret(""))
     # Restrict ICE host candidates to these addresses (empty: every interface but loopback).
     host_addresses: tuple[str, ...] = _spec((), check=_ips)
+    # SRTP and SRTCP packets a second one participant may send a relay worker; more are dropped
+    # (and counted) before decryption. Real audio and video stay far below the default.
+    max_packet_rate: int = _spec(2000, check=_between(100, 1_000_000))
 
 
 @dataclass(frozen=True)

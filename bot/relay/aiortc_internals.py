@@ -16,16 +16,21 @@ Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import fractions
+import importlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
 import aioice.ice
 import aiortc
 import av
 import av.stream
+import pylibsrtp
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
@@ -38,8 +43,9 @@ from aiortc import clock as aiortc_clock
 from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
-from aiortc.rtcrtpreceiver import NackGenerator, StreamStatistics
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket, unwrap_rtx
+from aiortc.utils import uint16_add, uint16_gt
 
 from bot.errors import ConclaveError
 from bot.secret import Secret
@@ -332,7 +338,9 @@ class ReceiverTap:
     the instance, so an instance attribute replaces it. What the stock method does that the
     relay still needs is kept: per-SSRC statistics (its RTCP task sends receiver reports from
     them), RTX unwrapping and NACK generation. Sender reports are passed on after the stock
-    handler has noted them (it computes LSR/DLSR for the receiver reports).
+    handler has noted them (it computes LSR/DLSR for the receiver reports). Given ``ssrcs``
+    (the stream's media and RTX SSRCs), packets with any other SSRC are dropped before they
+    get statistics of their own.
     """
 
     def __init__(
@@ -341,16 +349,18 @@ class ReceiverTap:
         kind: str,
         on_packet: PacketHandler,
         on_sender_report: SenderReportHandler | None = None,
+        ssrcs: Collection[int] | None = None,
     ) -> None:
         self.receiver: Any = _private(receiver)
         self.media_ssrc: int | None = None
+        self._ssrcs = None if ssrcs is None else frozenset(ssrcs)
         self._on_packet = on_packet
         self._on_sender_report = on_sender_report
         self._codecs: dict[int, Any] = self.receiver._RTCRtpReceiver__codecs
         self._rtx_ssrc: dict[int, int] = self.receiver._RTCRtpReceiver__rtx_ssrc
         self._is_rtx: dict[int, bool] = {}
         self._streams: dict[int, StreamStatistics] = self.receiver._RTCRtpReceiver__remote_streams
-        self._nack = NackGenerator() if kind == "video" else None
+        self._nack = BoundedNackGenerator() if kind == "video" else None
         self._stock_rtcp = self.receiver._handle_rtcp_packet
         self.receiver._handle_rtp_packet = self._handle_rtp
         self.receiver._handle_rtcp_packet = self._handle_rtcp
@@ -371,7 +381,7 @@ class ReceiverTap:
         if not self.receiver._enabled:
             return
         codec = self._codecs.get(packet.payload_type)
-        if codec is None:
+        if codec is None or (self._ssrcs is not None and packet.ssrc not in self._ssrcs):
             return
         stream = self._streams.get(packet.ssrc)
         if stream is None:
@@ -391,9 +401,41 @@ class ReceiverTap:
         if not packet.payload:  # padding-only bandwidth probe
             return
         self.media_ssrc = packet.ssrc
-        if self._nack is not None and self._nack.add(packet):
+        if self._nack is not None and self._nack.add(packet.sequence_number):
             await self.receiver._send_rtcp_nack(packet.ssrc, sorted(self._nack.missing))
         await self._on_packet(packet)
+
+
+class BoundedNackGenerator:
+    """aiortc's ``NackGenerator`` (the packets to ask again for), in work bounded per packet.
+
+    The stock one walks every sequence number between the highest seen and a newer packet's,
+    up to 32,767 steps (about 20 ms of Python) for a packet that jumps ahead, and then keeps
+    only the last ``RTP_HISTORY_SIZE`` of them; a publisher sending such jumps could stall the
+    worker for every room. This one marks only those last ones to begin with; what it reports
+    missing is the same.
+    """
+
+    def __init__(self) -> None:
+        self.max_seq: int | None = None
+        self.missing: set[int] = set()
+
+    def add(self, seq: int) -> bool:
+        """Note packet ``seq`` arrived; whether packets before it are now found missing."""
+        if self.max_seq is None:
+            self.max_seq = seq
+            return False
+        if not uint16_gt(seq, self.max_seq):
+            self.missing.discard(seq)
+            return False
+        gap = (seq - self.max_seq) & 0xFFFF
+        for back in range(1, min(gap, RTP_HISTORY_SIZE + 1)):
+            self.missing.add(uint16_add(seq, -back))
+        self.max_seq = seq
+        oldest = uint16_add(seq, -RTP_HISTORY_SIZE)
+        for old in [s for s in self.missing if uint16_gt(oldest, s)]:
+            self.missing.discard(old)
+        return gap > 1
 
 
 def tap_receiver_rtp(receiver: RTCRtpReceiver, observer: Callable[[RtpPacket], None]) -> None:
@@ -454,6 +496,167 @@ def install_receive_transform(
     frames.get = get
 
 
+# --- inbound SRTP ---------------------------------------------------------------------------
+
+
+class Dropped(pylibsrtp.Error):
+    """Raised in place of decrypting a packet; the transport logs it at debug level and goes on."""
+
+
+class InboundGuard:
+    """Decides, before libsrtp, which of one peer's SRTP and SRTCP packets get decrypted.
+
+    aiortc's DTLS transport decrypts with one libsrtp session whose policy takes any SSRC
+    (``SSRC_ANY_INBOUND``): each authentic packet with a new SSRC makes libsrtp create a stream
+    for it, and aiortc's router and receivers then add entries and statistics of their own, so a
+    peer that cycles SSRCs grows the worker without bound. The guard stands in for that session
+    (``RTCDtlsTransport._rx_srtp``, a plain attribute the transport reads per packet), reads the
+    SSRC from the clear header and drops, counting them in ``foreign``:
+
+    - RTP whose SSRC is not one of ``rtp_ssrcs`` (the announced media and RTX SSRCs);
+    - RTCP from an SSRC that is neither announced (``rtcp_ssrcs``) nor one of the first
+      ``rtcp_limit()`` others that authenticated: browsers send receiver reports from SSRCs
+      they do not announce, aiortc from ones announced only in answers.
+
+    Every other packet spends a token of a bucket that refills at ``rate`` packets per second up
+    to ``rate``; without one it is dropped and counted in ``over_rate``. ``passed`` counts the
+    packets handed to libsrtp.
+    """
+
+    def __init__(
+        self,
+        rtp_ssrcs: Iterable[int],
+        rtcp_ssrcs: Iterable[int],
+        rtcp_limit: Callable[[], int],
+        rate: float,
+    ) -> None:
+        self.rtp_ssrcs = frozenset(rtp_ssrcs)
+        self.rtcp_ssrcs = frozenset(rtcp_ssrcs) | self.rtp_ssrcs
+        self.rtcp_learned: set[int] = set()
+        self.passed = 0
+        self.foreign = 0
+        self.over_rate = 0
+        self._rtcp_limit = rtcp_limit
+        self._rate = rate
+        self._tokens = rate
+        self._refilled = time.monotonic()
+        self._session: Any = None
+        self._transports: list[Any] = []
+
+    @property
+    def started(self) -> bool:
+        """Whether DTLS is up and the guard stands before the session it made."""
+        return self._session is not None
+
+    def unprotect(self, data: bytes) -> bytes:
+        if len(data) < 12 or int.from_bytes(data[8:12]) not in self.rtp_ssrcs:
+            self.foreign += 1
+            raise Dropped("SSRC not announced")
+        self._spend()
+        return bytes(self._session.unprotect(data))
+
+    def unprotect_rtcp(self, data: bytes) -> bytes:
+        ssrc = int.from_bytes(data[4:8])
+        known = ssrc in self.rtcp_ssrcs or ssrc in self.rtcp_learned
+        if not known and (len(data) < 8 or len(self.rtcp_learned) >= self._rtcp_limit()):
+            self.foreign += 1
+            raise Dropped("RTCP SSRC not announced")
+        self._spend()
+        plain = bytes(self._session.unprotect_rtcp(data))
+        if not known:  # authentic: libsrtp has just made a stream for it
+            self.rtcp_learned.add(ssrc)
+        return plain
+
+    def _spend(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1:
+            self.over_rate += 1
+            raise Dropped("over the packet rate")
+        self._tokens -= 1
+        self.passed += 1
+
+
+def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
+    """Put ``guard`` in front of the inbound SRTP of every transport ``pc`` has so far.
+
+    Call it after each description that may add a transport, before the connection can start:
+    the transport creates its libsrtp session in ``_setup_srtp`` once DTLS is up (looked up on
+    the instance, so wrapping it there takes effect for this transport only).
+    """
+    for transceiver in pc.getTransceivers():
+        transport = _private(transceiver.receiver.transport)
+        if any(t is transport for t in guard._transports):
+            continue
+        guard._transports.append(transport)
+        if transport._rx_srtp is not None:
+            _swap_in(transport, guard)
+        else:
+            transport._setup_srtp = _then_swap_in(transport, guard)
+
+
+def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
+    stock_setup = transport._setup_srtp
+
+    def setup() -> None:
+        stock_setup()
+        _swap_in(transport, guard)
+
+    return setup
+
+
+def _swap_in(transport: Any, guard: InboundGuard) -> None:
+    guard._session = transport._rx_srtp
+    transport._rx_srtp = guard
+
+
+@dataclass(frozen=True)
+class SsrcState:
+    """What a peer connection holds per inbound SSRC, to show it stays bounded."""
+
+    routed: frozenset[int]  # RTCDtlsTransport._rtp_router.ssrc_table
+    counted: frozenset[int]  # RTCRtpReceiver.__remote_streams (receiver-report statistics)
+    srtp: frozenset[int]  # the SSRCs asked about that have an inbound libsrtp stream
+
+
+def ssrc_state(pc: RTCPeerConnection, asked: Iterable[int]) -> SsrcState:
+    """The SSRCs ``pc`` routes and keeps statistics for, and which of ``asked`` libsrtp knows.
+
+    libsrtp cannot list its streams; ``srtp_get_stream_roc`` (exported by the libsrtp that
+    pylibsrtp links in, not wrapped by it) fails for an SSRC it has none for.
+    """
+    routed: set[int] = set()
+    counted: set[int] = set()
+    srtp: set[int] = set()
+    probe = _stream_probe()
+    asked = list(asked)
+    for transceiver in pc.getTransceivers():
+        transport = _private(transceiver.receiver.transport)
+        routed.update(transport._rtp_router.ssrc_table)
+        counted.update(_private(transceiver.receiver)._RTCRtpReceiver__remote_streams)
+        session = transport._rx_srtp
+        if isinstance(session, InboundGuard):
+            session = session._session
+        if session is not None:
+            pointer = int(_srtp_ffi().cast("uintptr_t", session._srtp[0]))
+            roc = ctypes.c_uint32()
+            srtp.update(s for s in asked if probe(pointer, s, ctypes.byref(roc)) == 0)
+    return SsrcState(frozenset(routed), frozenset(counted), frozenset(srtp))
+
+
+def _srtp_ffi() -> Any:
+    return importlib.import_module("pylibsrtp._binding").ffi
+
+
+def _stream_probe() -> Any:
+    library = ctypes.CDLL(importlib.import_module("pylibsrtp._binding").__file__)
+    probe = library.srtp_get_stream_roc
+    probe.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32)]
+    probe.restype = ctypes.c_int
+    return probe
+
+
 # --- start-up check -------------------------------------------------------------------------
 
 
@@ -473,8 +676,18 @@ def check_internals() -> None:
             missing.append(f"RTCRtpReceiver.{name}")
     if not hasattr(getattr(probe.receiver, "_RTCRtpReceiver__decoder_queue", None), "get"):
         missing.append("RTCRtpReceiver.__decoder_queue.get")
-    if not hasattr(probe.sender.transport, "_send_rtp"):
-        missing.append("RTCDtlsTransport._send_rtp")
+    for name in ("_send_rtp", "_setup_srtp", "_rx_srtp", "_rtp_router"):
+        if not hasattr(probe.sender.transport, name):
+            missing.append(f"RTCDtlsTransport.{name}")
+    router = getattr(probe.sender.transport, "_rtp_router", None)
+    if not isinstance(getattr(router, "ssrc_table", None), dict):
+        missing.append("RTCDtlsTransport._rtp_router.ssrc_table")
+    if not hasattr(pylibsrtp.Session(), "_srtp"):
+        missing.append("pylibsrtp.Session._srtp")
+    try:
+        _stream_probe()
+    except (OSError, AttributeError):
+        missing.append("libsrtp srtp_get_stream_roc")
     if not hasattr(RTCRtpTransceiver, "setCodecPreferences"):
         missing.append("RTCRtpTransceiver.setCodecPreferences")
     if not hasattr(RTCRtpTransceiver("audio", probe.receiver, probe.sender), "_codecs"):

@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 
 from bot.errors import ConclaveError, ProtocolError
 from bot.relay import control
+from bot.relay.offers import MediaRefused
 from bot.relay.tickets import HEADER as TICKET_HEADER
 from bot.relay.tickets import BadTicket, NonceCache, answer_worker_ticket
 from bot.secret import Secret
@@ -148,7 +149,10 @@ class RelayPool:
         finally:
             worker.pending.pop(request_id, None)
         if not result.get("ok"):
-            raise RelayUnavailable(f"The media relay refused: {result.get('error', 'no reason')}")
+            error = str(result.get("error", "no reason"))
+            if result.get("code") == MediaRefused.code:
+                raise MediaRefused(error)  # the offer, not the relay: retrying will not help
+            raise RelayUnavailable(f"The media relay refused: {error}")
         return result
 
     async def handle_worker(self, request: web.Request) -> web.StreamResponse:

@@ -4,35 +4,37 @@ Each participant has one RTCPeerConnection with the relay. Its initial offer car
 publishes (at most one audio and one video track); the relay answers and then adds one
 sendonly transceiver per track of every other participant, and re-offers. After the initial
 offer only the relay offers, one negotiation at a time per connection, so offers never cross.
-
-A published packet is copied to each subscriber with the subscriber sender's SSRC, payload type
-and mid and a per-subscriber sequence number offset; the payload bytes are not touched. The
-relay reads only the VP8 payload descriptor and the first byte of a frame (the clear key-frame
-flag) so that a new subscriber's video starts at a key frame. It holds no media keys.
+How each track's packets are copied is in ``tracks``; what an offer may ask for, in ``offers``.
+Each participant's inbound packets pass an ``aiortc_internals.InboundGuard`` first: only the
+SSRCs its offer announced, and at most ``max_packet_rate`` packets a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
-from aiortc import clock as aiortc_clock
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import RtpPacket
 
 from bot.errors import ConclaveError
 from bot.relay import aiortc_internals as hooks
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
+from bot.relay.offers import OfferedMedia, check_offer
+from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
 
 log = logging.getLogger(__name__)
 
-KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
+# Per participant, SRTP and SRTCP together. VP8 at 2.5 Mbit/s in 1,200-byte packets is about
+# 260 packets a second, Opus 50 and the RTCP of a full room some 100: far below this.
+DEFAULT_MAX_PACKET_RATE: Final = 2000.0
+# RTCP may come from SSRCs the offer did not announce (receiver reports of a browser's
+# receive-only lines, an aiortc client's from SSRCs its answers announce): as many as the
+# connection has lines, plus these.
+EXTRA_RTCP_SOURCES: Final = 2
 
 # (room, participant, negotiation number, offer SDP): deliver a relay offer to the client.
 SendOffer = Callable[[str, str, int, str], Awaitable[None]]
@@ -70,148 +72,6 @@ class StaleNegotiation(RelayError):
         )
 
 
-def vp8_starts_key_frame(payload: bytes) -> bool:
-    """Whether an RTP payload starts a VP8 key frame (RFC 7741 sections 4.2 and 4.3).
-
-    It must begin partition 0 (S=1, PID=0) and the frame's first byte, which stays in clear
-    under Conclave's media profile, must have the inverse key-frame bit P at 0.
-    """
-    if len(payload) < 2:
-        return False
-    first = payload[0]
-    if not first & 0x10 or first & 0x0F:  # S bit, partition index
-        return False
-    pos = 1
-    if first & 0x80:  # X: extension byte follows
-        ext = payload[1]
-        pos = 2
-        if ext & 0x80:  # I: picture id, one or two bytes
-            if len(payload) <= pos:
-                return False
-            pos += 2 if payload[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/Y/KEYIDX byte
-            pos += 1
-    return len(payload) > pos and not payload[pos] & 0x01
-
-
-@dataclass
-class Counters:
-    received_packets: int = 0
-    forwarded_packets: int = 0
-
-
-class PublisherClock:
-    """One publisher's NTP clock against the relay's, learnt from its first sender report.
-
-    Shared by the publisher's audio and video so the lip-sync mapping (RTP time at an NTP time)
-    the relay reports to subscribers is translated with a single offset.
-    """
-
-    def __init__(self) -> None:
-        self.offset: int | None = None  # relay NTP minus publisher NTP, 32.32 fixed point
-
-
-class PublishedTrack:
-    """One publisher's audio or video, as received by the relay."""
-
-    def __init__(
-        self,
-        owner: str,
-        kind: str,
-        transceiver: RTCRtpTransceiver,
-        clock: PublisherClock,
-        counters: Counters,
-    ) -> None:
-        self.owner = owner
-        self.kind = kind
-        self.clock_rate = hooks.VIDEO_CLOCK_RATE if kind == "video" else hooks.AUDIO_CLOCK_RATE
-        self.forwards: list[ForwardedTrack] = []
-        self._clock = clock
-        self._counters = counters
-        self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
-        self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
-        self.tap = hooks.ReceiverTap(
-            transceiver.receiver, kind, self._on_packet, self._on_sender_report
-        )
-
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt)."""
-        now = time.monotonic()
-        if self.kind != "video" or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
-            return
-        if self.tap.media_ssrc is None:
-            return  # nothing received yet: the first frame is a key frame anyway
-        self._last_keyframe_request = now
-        self.tap.send_pli()
-
-    def rtp_time_at(self, relay_ntp: int, fallback: int) -> int:
-        """The publisher's RTP timestamp that corresponds to ``relay_ntp``, for sender reports."""
-        if self._last_report is None or self._clock.offset is None:
-            return fallback
-        sr_ntp, sr_rtp = self._last_report
-        publisher_ntp = relay_ntp - self._clock.offset
-        return (sr_rtp + ((publisher_ntp - sr_ntp) * self.clock_rate >> 32)) & 0xFFFFFFFF
-
-    def _on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
-        if ssrc != self.tap.media_ssrc:
-            return
-        if self._clock.offset is None:
-            self._clock.offset = _relay_ntp() - ntp
-        self._last_report = (ntp, rtp)
-
-    async def _on_packet(self, packet: RtpPacket) -> None:
-        self._counters.received_packets += 1
-        if not self.forwards:
-            return
-        # One clock read per packet, shared by every subscriber (it costs more than a send's
-        # own arithmetic), so each sender report's NTP and RTP times come from one instant.
-        now = _relay_ntp()
-        report_time = self.rtp_time_at(now, packet.timestamp)
-        for forward in self.forwards:
-            await forward.forward(packet, now, report_time)
-
-
-class ForwardedTrack:
-    """One published track on its way to one subscriber."""
-
-    def __init__(
-        self, track: PublishedTrack, subscriber: Participant, transceiver: RTCRtpTransceiver
-    ) -> None:
-        self.track = track
-        self.subscriber = subscriber
-        self.transceiver = transceiver
-        self._tap = hooks.SenderTap(transceiver)
-        self._counters = track._counters
-        self._sequence_offset: int | None = None
-        self._awaiting_keyframe = track.kind == "video"
-        # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
-        hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
-
-    async def forward(self, packet: RtpPacket, now: int, report_time: int) -> None:
-        if not (self._tap.is_ready or self._tap.ready()):
-            return  # not negotiated yet
-        if self._awaiting_keyframe:
-            if not vp8_starts_key_frame(packet.payload):
-                self.track.request_keyframe()
-                return
-            self._awaiting_keyframe = False
-        if self._sequence_offset is None:
-            # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
-            # security value: SRTP does not rely on unpredictable sequence numbers.
-            start = random.randrange(32768)  # noqa: S311
-            self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
-        sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
-        if await self._tap.send(packet, sequence_number, report_time, now):
-            self._counters.forwarded_packets += 1
-
-    async def stop(self) -> None:
-        """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
-        await self.transceiver.sender.stop()
-        self.transceiver.direction = "inactive"
-
-
 @dataclass
 class _Pending:
     number: int
@@ -224,6 +84,7 @@ class Participant:
     room: str
     id: str
     pc: RTCPeerConnection
+    guard: hooks.InboundGuard
     published: dict[str, PublishedTrack] = field(default_factory=dict)
     negotiation: int = 0
     pending: _Pending | None = None
@@ -235,9 +96,15 @@ class Participant:
 class Relay:
     """All rooms of one worker. The worker feeds it control requests; it calls ``send_offer``."""
 
-    def __init__(self, send_offer: SendOffer, make_pc: PeerConnectionFactory) -> None:
+    def __init__(
+        self,
+        send_offer: SendOffer,
+        make_pc: PeerConnectionFactory,
+        max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
+    ) -> None:
         self._send_offer = send_offer
         self._make_pc = make_pc
+        self._max_packet_rate = max_packet_rate
         self._rooms: dict[str, dict[str, Participant]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.counters = Counters()
@@ -252,6 +119,14 @@ class Relay:
     def participants(self) -> int:
         return sum(len(r) for r in self._rooms.values())
 
+    def dropped(self) -> tuple[int, int]:
+        """Packets dropped before decryption so far: (foreign SSRC, over the packet rate)."""
+        live = [p.guard for members in self._rooms.values() for p in members.values()]
+        return (
+            self.counters.foreign_packets + sum(g.foreign for g in live),
+            self.counters.rate_limited_packets + sum(g.over_rate for g in live),
+        )
+
     def participant(self, room: str, participant: str) -> Participant:
         found = self._rooms.get(room, {}).get(participant)
         if found is None:
@@ -264,15 +139,18 @@ class Relay:
         """Answer a participant's initial offer; call ``connect`` once the answer is on its way.
 
         Only VP8 video and Opus audio are accepted: subscribers are offered only those, and the
-        end-to-end encryption profile defines the clear prefix for no other codec.
+        end-to-end encryption profile defines the clear prefix for no other codec. An offer with
+        more than one line of a kind, or sending streams it does not announce, is refused
+        (``offers.MediaRefused``) before any peer connection exists.
         """
+        offered = check_offer(offer_sdp)
         async with self._lock(room):
             members = self._rooms.setdefault(room, {})
             if participant in members:
                 raise AlreadyJoined(room, participant)
             pc = self._make_pc()
             try:
-                joined = await self._answer_offer(room, participant, pc, offer_sdp)
+                joined = await self._answer_offer(room, participant, pc, offer_sdp, offered)
             except BaseException:
                 await _close(pc)
                 if not members:
@@ -283,7 +161,12 @@ class Relay:
             return str(pc.localDescription.sdp)
 
     async def _answer_offer(
-        self, room: str, participant: str, pc: RTCPeerConnection, offer_sdp: str
+        self,
+        room: str,
+        participant: str,
+        pc: RTCPeerConnection,
+        offer_sdp: str,
+        offered: OfferedMedia,
     ) -> Participant:
         tracks: list[MediaStreamTrack] = []
         pc.on("track", tracks.append)
@@ -291,7 +174,14 @@ class Relay:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
             raise BadSessionDescription(f"The offer could not be used: {exc}") from exc
-        p = Participant(room, participant, pc)
+        guard = hooks.InboundGuard(
+            (ssrc for ssrcs in offered.sources.values() for ssrc in ssrcs),
+            offered.announced,
+            lambda: len(pc.getTransceivers()) + EXTRA_RTCP_SOURCES,
+            self._max_packet_rate,
+        )
+        hooks.guard_inbound(pc, guard)
+        p = Participant(room, participant, pc, guard)
         clock = PublisherClock()
         for transceiver in pc.getTransceivers():
             kind = transceiver.kind
@@ -302,7 +192,12 @@ class Relay:
                 raise BadSessionDescription(
                     f"The {kind} track must offer {hooks.PREFERRED_CODEC[kind]} (got {mime})."
                 )
-            p.published[kind] = PublishedTrack(participant, kind, transceiver, clock, self.counters)
+            ssrcs = offered.sources.get(kind)
+            if ssrcs is None:  # check_offer reads directions as aiortc does; never, then
+                raise BadSessionDescription(f"The {kind} line sends but announces no SSRC.")
+            p.published[kind] = PublishedTrack(
+                participant, kind, transceiver, clock, self.counters, ssrcs
+            )
         await pc.setLocalDescription(await pc.createAnswer())
         return p
 
@@ -330,6 +225,7 @@ class Relay:
         )
         hooks.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
         hooks.prefer_codec(transceiver)
+        hooks.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
         track.forwards.append(ForwardedTrack(track, subscriber, transceiver))
         track.request_keyframe()
 
@@ -369,6 +265,8 @@ class Relay:
 
     async def _close_participant(self, p: Participant) -> None:
         p.closed = True
+        self.counters.foreign_packets += p.guard.foreign
+        self.counters.rate_limited_packets += p.guard.over_rate
         if p.negotiator is not None:
             p.negotiator.cancel()
         pending, p.pending = p.pending, None
@@ -437,10 +335,6 @@ class Relay:
             raise StaleNegotiation(negotiation)
         pending.answer.set_result(answer_sdp)
         await asyncio.shield(pending.applied)
-
-
-def _relay_ntp() -> int:
-    return aiortc_clock.current_ntp_time()
 
 
 async def _close(pc: RTCPeerConnection) -> None:

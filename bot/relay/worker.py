@@ -30,7 +30,7 @@ from bot.relay.aiortc_internals import (
     make_peer_connection,
     restrict_host_addresses,
 )
-from bot.relay.sfu import Relay, RelayError
+from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, Relay, RelayError
 from bot.relay.tickets import HEADER, BadTicket, make_worker_ticket, verify_core_ticket
 from bot.secret import Secret
 
@@ -63,9 +63,14 @@ async def run_worker(
     ice_username: str = "",
     ice_credential: Secret = Secret(""),
     host_addresses: Sequence[str] = (),
+    max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve the core at ``core_url`` until ``stop`` is set, reconnecting when the link drops."""
+    """Serve the core at ``core_url`` until ``stop`` is set, reconnecting when the link drops.
+
+    ``max_packet_rate``: SRTP and SRTCP packets a second each participant may send; more are
+    dropped before decryption.
+    """
     check_internals()
     restrict_host_addresses(host_addresses)
     url = control_url(core_url)
@@ -77,7 +82,7 @@ async def run_worker(
     retry = FIRST_RETRY_SECONDS
     async with aiohttp.ClientSession() as http:
         while not stop.is_set():
-            session = WorkerSession(secret, worker_id, make_pc)
+            session = WorkerSession(secret, worker_id, make_pc, max_packet_rate)
             try:
                 await session.serve(http, url, stop)
             except aiohttp.WSServerHandshakeError as exc:
@@ -111,7 +116,11 @@ class WorkerSession:
     """One control connection and the relay it drives."""
 
     def __init__(
-        self, secret: Secret, worker_id: str, make_pc: Callable[[], RTCPeerConnection]
+        self,
+        secret: Secret,
+        worker_id: str,
+        make_pc: Callable[[], RTCPeerConnection],
+        max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
     ) -> None:
         self._secret = secret
         self._worker_id = worker_id
@@ -119,7 +128,7 @@ class WorkerSession:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._load = (0, 0)
-        self.relay = Relay(self._send_offer, make_pc)
+        self.relay = Relay(self._send_offer, make_pc, max_packet_rate)
         self.was_ready = False
 
     async def serve(self, http: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> None:
@@ -201,7 +210,12 @@ class WorkerSession:
         try:
             fields = await self._dispatch(message)
         except ConclaveError as exc:
-            await self._send(control.failed(request_id, exc.message))
+            # The code lets the core pass a refusal on as what it is (e.g. media_refused).
+            await self._send(
+                control.encode(
+                    control.RESULT, id=request_id, ok=False, error=exc.message, code=exc.code
+                )
+            )
         except Exception:
             log.exception("relay request %s failed", message["type"])
             await self._send(control.failed(request_id, "The relay could not handle this request."))
@@ -230,11 +244,14 @@ class WorkerSession:
         elif kind == control.CLOSE_ROOM:
             await relay.close_room(message["room"])
         elif kind == control.STATS:
+            foreign, rate_limited = relay.dropped()
             return {
                 "rooms": relay.rooms,
                 "participants": relay.participants,
                 "forwarded_packets": relay.counters.forwarded_packets,
                 "received_packets": relay.counters.received_packets,
+                "foreign_packets": foreign,
+                "rate_limited_packets": rate_limited,
                 "rss_bytes": rss_bytes(),
             }
         return {}

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import random
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,25 +21,19 @@ import aiortc
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtp import RtpPacket
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
 
 from bot.relay import aiortc_internals as hooks
-from bot.relay.sfu import vp8_starts_key_frame
+from bot.relay.tracks import vp8_starts_key_frame
 from bot.secret import Secret
+from tests.relay.relay_fakes import eventually
 
 KEY_FRAME = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + os.urandom(2500)
 
 
 def delta_frame() -> bytes:
     return bytes([0x11, 0x02, 0x00]) + os.urandom(600)
-
-
-async def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +56,9 @@ async def pair() -> AsyncIterator[Callable[..., Any]]:
     made: list[Pair] = []
 
     async def connect(
-        track: MediaStreamTrack, on_receiver: Callable[[RTCRtpReceiver], None] | None = None
+        track: MediaStreamTrack,
+        on_receiver: Callable[[RTCRtpReceiver], None] | None = None,
+        before_answer: Callable[[Pair], None] | None = None,
     ) -> Pair:
         a, b = hooks.make_peer_connection(), hooks.make_peer_connection()
         sending = a.addTransceiver(track, direction="sendonly")
@@ -77,6 +75,8 @@ async def pair() -> AsyncIterator[Callable[..., Any]]:
 
         await a.setLocalDescription(await a.createOffer())
         await b.setRemoteDescription(a.localDescription)
+        if before_answer is not None:
+            before_answer(p)
         await b.setLocalDescription(await b.createAnswer())
         await a.setRemoteDescription(b.localDescription)
         return p
@@ -87,8 +87,21 @@ async def pair() -> AsyncIterator[Callable[..., Any]]:
         await p.b.close()
 
 
+@asynccontextmanager
+async def pumping(
+    track: hooks.EncodedTrack, frames: list[bytes] | None = None
+) -> AsyncIterator[None]:
+    """Within the block, push a key frame, then delta frames every 20 ms, into ``frames``."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(pump(track, [] if frames is None else frames, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 async def pump(track: hooks.EncodedTrack, frames: list[bytes], stop: asyncio.Event) -> None:
-    """Push a key frame, then delta frames every 20 ms, recording them, until ``stop``."""
     n = 0
     while not stop.is_set():
         frame = KEY_FRAME if n == 0 else delta_frame()
@@ -162,17 +175,12 @@ async def test_encoded_track_and_receive_transform(pair: Callable[..., Any]) -> 
     keyframe_requests: list[int] = []
     hooks.on_keyframe_request(p.sending.sender, lambda: keyframe_requests.append(1))
     sent: list[bytes] = []
-    stop = asyncio.Event()
-    pumping = asyncio.create_task(pump(track, sent, stop))
-    try:
+    async with pumping(track, sent):
         await eventually(lambda: len(seen) >= 10, "the receive transform saw 10 frames")
         assert seen[0] == KEY_FRAME and all(f in sent for f in seen), "frames altered"
         assert len(drops) >= 10
         # A dropped video frame sets __decoder_error, so the receiver sends a PLI.
         await eventually(lambda: bool(keyframe_requests), "a dropped frame caused a PLI")
-    finally:
-        stop.set()
-        await pumping
 
 
 async def test_on_keyframe_request_replaces_send_keyframe(pair: Callable[..., Any]) -> None:
@@ -181,18 +189,13 @@ async def test_on_keyframe_request_replaces_send_keyframe(pair: Callable[..., An
     assert callable(p.sending.sender._send_keyframe), "RTCRtpSender._send_keyframe is gone"
     calls: list[int] = []
     hooks.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
-    stop = asyncio.Event()
-    pumping = asyncio.create_task(pump(track, [], stop))
-    try:
+    async with pumping(track):
         await eventually(lambda: bool(p.receiving), "the track arrived")
         receiver = p.receiving[0]
         await eventually(lambda: bool(receiver.getSynchronizationSources()), "packets arrived")
         before = len(calls)
         await hooks.request_keyframe(receiver, p.sending.sender._ssrc)
         await eventually(lambda: len(calls) > before, "the PLI reached _send_keyframe")
-    finally:
-        stop.set()
-        await pumping
 
 
 async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
@@ -216,9 +219,7 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
     p = await pair(track, on_receiver)
     calls: list[int] = []
     hooks.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
-    stop = asyncio.Event()
-    pumping = asyncio.create_task(pump(track, [], stop))
-    try:
+    async with pumping(track):
         await eventually(lambda: len(got) >= 20, "the tap got 20 packets")
         assert all(isinstance(x, RtpPacket) for x in got)
         assert vp8_starts_key_frame(got[0].payload), "first packet does not start the key frame"
@@ -229,9 +230,6 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
         tap.send_pli()
         await eventually(lambda: bool(calls), "the tap's PLI reached the sender")
         await eventually(lambda: bool(reports), "a sender report came through the RTCP hook")
-    finally:
-        stop.set()
-        await pumping
 
 
 async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> None:
@@ -270,3 +268,104 @@ async def test_set_stream_id_sets_msid() -> None:
         assert "a=msid:ana ana-audio" in pc.localDescription.sdp, "RTCRtpSender._stream_id"
     finally:
         await pc.close()
+
+
+async def send_foreign_packets(p: Pair, count: int, seed: int) -> set[int]:
+    """Send about ``count`` RTP packets with the sender's payload type, each with a random SSRC
+    of its own, through its transport (RTCDtlsTransport._send_rtp protects whatever it gets);
+    the SSRCs."""
+    rng = random.Random(seed)
+    ssrcs = {rng.getrandbits(32) for _ in range(count)} - {p.sending.sender._ssrc}
+    payload_type = p.sending._codecs[0].payloadType
+    assert payload_type is not None
+    packets = [
+        RtpPacket(payload_type, sequence_number=n, timestamp=n, ssrc=s, payload=delta_frame())
+        for n, s in enumerate(sorted(ssrcs))
+    ]
+    for packet in packets:
+        await p.sending.sender.transport._send_rtp(packet.serialize())
+        await asyncio.sleep(0)
+    return ssrcs
+
+
+async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> None:
+    """RTCDtlsTransport._setup_srtp (per instance) and ._rx_srtp let the guard drop RTP with
+    other SSRCs before libsrtp; ssrc_state reads RTCDtlsTransport._rtp_router.ssrc_table,
+    RTCRtpReceiver.__remote_streams and, through pylibsrtp's Session._srtp, libsrtp's
+    srtp_get_stream_roc."""
+    guards: list[hooks.InboundGuard] = []
+
+    def guard(p: Pair) -> None:
+        transport = p.b.getTransceivers()[0].receiver.transport
+        assert callable(getattr(transport, "_setup_srtp", None)), "_setup_srtp is gone"
+        assert hasattr(transport, "_rx_srtp"), "RTCDtlsTransport._rx_srtp is gone"
+        sender = p.sending.sender
+        g = hooks.InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, rate=1000)
+        hooks.guard_inbound(p.b, g)
+        guards.append(g)
+
+    track = hooks.EncodedTrack("video")
+    p = await pair(track, before_answer=guard)
+    async with pumping(track):
+        await eventually(lambda: bool(p.receiving), "the track arrived")
+        receiver = p.receiving[0]
+        await eventually(lambda: bool(receiver.getSynchronizationSources()), "media flows")
+        g = guards[0]
+        assert p.b.getTransceivers()[0].receiver.transport._rx_srtp is g, "_rx_srtp not replaced"
+        foreign = await send_foreign_packets(p, 300, seed=1)
+        await eventually(lambda: g.foreign == len(foreign), "the guard dropped every one")
+        own = p.sending.sender._ssrc
+        state = hooks.ssrc_state(p.b, foreign | {own})
+        assert state.srtp == {own}, "libsrtp streams for dropped SSRCs, or none for the sender"
+        assert own in state.routed and own in state.counted
+        assert not (state.routed | state.counted) & foreign
+        assert g.passed > 0 and g.over_rate == 0
+
+
+async def test_receiver_tap_keeps_statistics_only_for_its_ssrcs(pair: Callable[..., Any]) -> None:
+    """Without the guard aiortc's router learns any SSRC by payload type (the reason for the
+    guard); a ReceiverTap given its SSRCs keeps no statistics for, and passes on none of, the
+    others."""
+    got: list[RtpPacket] = []
+
+    async def on_packet(packet: RtpPacket) -> None:
+        got.append(packet)
+
+    def tap(p: Pair) -> None:
+        sender = p.sending.sender
+        receiver = p.b.getTransceivers()[0].receiver
+        hooks.ReceiverTap(receiver, "video", on_packet, ssrcs=[sender._ssrc, sender._rtx_ssrc])
+
+    track = hooks.EncodedTrack("video")
+    p = await pair(track, before_answer=tap)
+    async with pumping(track):
+        await eventually(lambda: bool(got), "the tap got the sender's packets")
+        foreign = await send_foreign_packets(p, 100, seed=2)
+        await eventually(
+            lambda: foreign <= hooks.ssrc_state(p.b, ()).routed, "the router learnt them all"
+        )
+        state = hooks.ssrc_state(p.b, foreign)
+        assert state.counted == {p.sending.sender._ssrc}, "statistics for foreign SSRCs"
+        assert not {x.ssrc for x in got} & foreign, "the tap passed on foreign packets"
+
+
+def test_bounded_nack_generator_reports_what_aiortc_does() -> None:
+    """Same missing set and same answer as aiortc.rtcrtpreceiver.NackGenerator, packet by
+    packet, through losses, reordering, wrap-around and jumps; and a jump costs a bounded walk
+    (the stock one takes about 20 ms per 32,767-packet jump, over 20 s for these 1,000)."""
+    rng = random.Random(5)
+    stock, ours = NackGenerator(), hooks.BoundedNackGenerator()
+    seq = 65000
+    for _ in range(5000):
+        # Far jumps are rare: each costs the stock generator some 20 ms.
+        far = rng.random() < 0.01
+        step = rng.choice([32767, 40000] if far else [1, 1, 1, 2, 3, 5, -1, -3, 40, 129, 1000])
+        seq = (seq + step) & 0xFFFF
+        expected = stock.add(RtpPacket(sequence_number=seq))
+        assert ours.add(seq) == expected and ours.missing == stock.missing, seq
+    jumps = hooks.BoundedNackGenerator()
+    began = time.monotonic()
+    for n in range(1000):
+        jumps.add(n * 32767 & 0xFFFF)
+    assert time.monotonic() - began < 5, "a sequence-number jump walks the whole gap"
+    assert len(jumps.missing) <= RTP_HISTORY_SIZE

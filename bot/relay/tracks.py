@@ -1,0 +1,175 @@
+"""One published track and its copies to subscribers: RTP in, the same payload bytes out.
+
+A published packet is copied to each subscriber with the subscriber sender's SSRC, payload type
+and mid and a per-subscriber sequence number offset; the payload bytes are not touched. The
+relay reads only the VP8 payload descriptor and the first byte of a frame (the clear key-frame
+flag) so that a new subscriber's video starts at a key frame. It holds no media keys.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from aiortc import RTCRtpTransceiver
+from aiortc import clock as aiortc_clock
+from aiortc.rtp import RtpPacket
+
+from bot.relay import aiortc_internals as hooks
+
+if TYPE_CHECKING:
+    from bot.relay.sfu import Participant
+
+KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
+
+
+def vp8_starts_key_frame(payload: bytes) -> bool:
+    """Whether an RTP payload starts a VP8 key frame (RFC 7741 sections 4.2 and 4.3).
+
+    It must begin partition 0 (S=1, PID=0) and the frame's first byte, which stays in clear
+    under Conclave's media profile, must have the inverse key-frame bit P at 0.
+    """
+    if len(payload) < 2:
+        return False
+    first = payload[0]
+    if not first & 0x10 or first & 0x0F:  # S bit, partition index
+        return False
+    pos = 1
+    if first & 0x80:  # X: extension byte follows
+        ext = payload[1]
+        pos = 2
+        if ext & 0x80:  # I: picture id, one or two bytes
+            if len(payload) <= pos:
+                return False
+            pos += 2 if payload[pos] & 0x80 else 1
+        if ext & 0x40:  # L: TL0PICIDX
+            pos += 1
+        if ext & 0x30:  # T or K: TID/Y/KEYIDX byte
+            pos += 1
+    return len(payload) > pos and not payload[pos] & 0x01
+
+
+@dataclass
+class Counters:
+    received_packets: int = 0
+    forwarded_packets: int = 0
+    # dropped before decryption: an SSRC the offer did not announce, or over the packet rate
+    foreign_packets: int = 0
+    rate_limited_packets: int = 0
+
+
+class PublisherClock:
+    """One publisher's NTP clock against the relay's, learnt from its first sender report.
+
+    Shared by the publisher's audio and video so the lip-sync mapping (RTP time at an NTP time)
+    the relay reports to subscribers is translated with a single offset.
+    """
+
+    def __init__(self) -> None:
+        self.offset: int | None = None  # relay NTP minus publisher NTP, 32.32 fixed point
+
+
+class PublishedTrack:
+    """One publisher's audio or video, as received by the relay."""
+
+    def __init__(
+        self,
+        owner: str,
+        kind: str,
+        transceiver: RTCRtpTransceiver,
+        clock: PublisherClock,
+        counters: Counters,
+        ssrcs: tuple[int, ...],
+    ) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.clock_rate = hooks.VIDEO_CLOCK_RATE if kind == "video" else hooks.AUDIO_CLOCK_RATE
+        self.forwards: list[ForwardedTrack] = []
+        self._clock = clock
+        self._counters = counters
+        self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
+        self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self.tap = hooks.ReceiverTap(
+            transceiver.receiver, kind, self._on_packet, self._on_sender_report, ssrcs
+        )
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt)."""
+        now = time.monotonic()
+        if self.kind != "video" or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+            return
+        if self.tap.media_ssrc is None:
+            return  # nothing received yet: the first frame is a key frame anyway
+        self._last_keyframe_request = now
+        self.tap.send_pli()
+
+    def rtp_time_at(self, relay_ntp: int, fallback: int) -> int:
+        """The publisher's RTP timestamp that corresponds to ``relay_ntp``, for sender reports."""
+        if self._last_report is None or self._clock.offset is None:
+            return fallback
+        sr_ntp, sr_rtp = self._last_report
+        publisher_ntp = relay_ntp - self._clock.offset
+        return (sr_rtp + ((publisher_ntp - sr_ntp) * self.clock_rate >> 32)) & 0xFFFFFFFF
+
+    def _on_sender_report(self, ssrc: int, ntp: int, rtp: int) -> None:
+        if ssrc != self.tap.media_ssrc:
+            return
+        if self._clock.offset is None:
+            self._clock.offset = _relay_ntp() - ntp
+        self._last_report = (ntp, rtp)
+
+    async def _on_packet(self, packet: RtpPacket) -> None:
+        self._counters.received_packets += 1
+        if not self.forwards:
+            return
+        # One clock read per packet, shared by every subscriber (it costs more than a send's
+        # own arithmetic), so each sender report's NTP and RTP times come from one instant.
+        now = _relay_ntp()
+        report_time = self.rtp_time_at(now, packet.timestamp)
+        for forward in self.forwards:
+            await forward.forward(packet, now, report_time)
+
+
+class ForwardedTrack:
+    """One published track on its way to one subscriber."""
+
+    def __init__(
+        self, track: PublishedTrack, subscriber: Participant, transceiver: RTCRtpTransceiver
+    ) -> None:
+        self.track = track
+        self.subscriber = subscriber
+        self.transceiver = transceiver
+        self._tap = hooks.SenderTap(transceiver)
+        self._counters = track._counters
+        self._sequence_offset: int | None = None
+        self._awaiting_keyframe = track.kind == "video"
+        # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
+        hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
+
+    async def forward(self, packet: RtpPacket, now: int, report_time: int) -> None:
+        if not (self._tap.is_ready or self._tap.ready()):
+            return  # not negotiated yet
+        if self._awaiting_keyframe:
+            if not vp8_starts_key_frame(packet.payload):
+                self.track.request_keyframe()
+                return
+            self._awaiting_keyframe = False
+        if self._sequence_offset is None:
+            # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
+            # security value: SRTP does not rely on unpredictable sequence numbers.
+            start = random.randrange(32768)  # noqa: S311
+            self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
+        sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
+        if await self._tap.send(packet, sequence_number, report_time, now):
+            self._counters.forwarded_packets += 1
+
+    async def stop(self) -> None:
+        """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
+        await self.transceiver.sender.stop()
+        self.transceiver.direction = "inactive"
+
+
+def _relay_ntp() -> int:
+    return aiortc_clock.current_ntp_time()
