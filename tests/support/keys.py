@@ -14,12 +14,20 @@ from bot.e2ee.announce import announce
 from bot.e2ee.identity import MeetingKeys
 
 
-def announced_keys(welcome: Mapping[str, Any], keys: MeetingKeys | None = None) -> dict[str, str]:
+def announced_keys(
+    welcome: Mapping[str, Any],
+    keys: MeetingKeys | None = None,
+    *,
+    room: str = "",
+    participant: str = "",
+    index: int = 0,
+) -> dict[str, str]:
     """The fields of a ``keys`` message that the hub accepts from the connection ``welcome``
-    was sent on: fresh key pairs (or ``keys``), signed for its room, id and index."""
+    was sent on: fresh key pairs (or ``keys``), signed for its room, id and index (or, to
+    show the hub refusing them, for the ``room``, ``participant`` or ``index`` given)."""
     return announce(
         keys or MeetingKeys.generate(),
-        str(welcome["room"]["id"]),
-        str(welcome["participant_id"]),
-        int(welcome["sender_index"]),
+        room or str(welcome["room"]["id"]),
+        participant or str(welcome["participant_id"]),
+        index or int(welcome["sender_index"]),
     ).to_json()
