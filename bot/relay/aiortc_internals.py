@@ -44,7 +44,14 @@ from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcrtpreceiver import StreamStatistics
-from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket, unwrap_rtx
+from aiortc.rtp import (
+    RTCP_RTPFB_NACK,
+    RTP_HISTORY_SIZE,
+    RtcpRtpfbPacket,
+    RtcpSrPacket,
+    RtpPacket,
+    unwrap_rtx,
+)
 from aiortc.utils import uint16_add, uint16_gt
 
 from bot.errors import ConclaveError
@@ -66,6 +73,7 @@ PREFERRED_CODEC: Final = {"video": "video/VP8", "audio": "audio/opus"}
 # Attributes each hook relies on, checked on fresh instances by check_internals().
 _SENDER_ATTRS: Final = (
     "_ssrc",
+    "_handle_rtcp_packet",
     "_stream_id",
     "_send_keyframe",
     "_RTCRtpSender__started",
@@ -261,12 +269,22 @@ class SenderTap:
     The packet gets the sender's SSRC, negotiated payload type and mid, is kept in the sender's
     history (so its NACK handler can retransmit it, over RTX when negotiated) and the sender's
     counters are advanced, so the RTCP sender reports it sends stay truthful.
+
+    Retransmissions are rationed: the stock NACK handler resends every sequence number a NACK
+    lists, duplicates included, so one small RTCP packet could cost thousands of sends. Here a
+    NACK's numbers are deduplicated and each resend spends a credit; a packet sent earns one,
+    up to ``RTP_HISTORY_SIZE``, so retransmissions never outnumber the packets sent plus one
+    history's worth. ``refused_retransmissions`` counts the numbers asked for beyond that.
     """
 
     def __init__(self, transceiver: RTCRtpTransceiver) -> None:
         self.transceiver = transceiver
         self.sender: Any = _private(transceiver.sender)
         self.is_ready = False  # a plain attribute, so the per-packet check costs no call
+        self.refused_retransmissions = 0
+        self._credit = RTP_HISTORY_SIZE
+        self._stock_rtcp = self.sender._handle_rtcp_packet
+        self.sender._handle_rtcp_packet = self._handle_rtcp
         self._ssrc = 0
         self._payload_type = 0
         self._mid: str | None = None
@@ -322,7 +340,17 @@ class SenderTap:
         s._RTCRtpSender__rtp_timestamp = report_rtp_timestamp
         s._RTCRtpSender__packet_count += 1
         s._RTCRtpSender__octet_count += len(source.payload)
+        if self._credit < RTP_HISTORY_SIZE:
+            self._credit += 1
         return True
+
+    async def _handle_rtcp(self, packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            wanted = list(dict.fromkeys(packet.lost))
+            packet.lost = wanted[: self._credit]
+            self._credit -= len(packet.lost)
+            self.refused_retransmissions += len(wanted) - len(packet.lost)
+        await self._stock_rtcp(packet)
 
 
 # --- receiver hooks -------------------------------------------------------------------------

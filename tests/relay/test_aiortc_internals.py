@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import os
 import random
+import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import NackGenerator
-from aiortc.rtp import RTP_HISTORY_SIZE, RtpPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RTP_HISTORY_SIZE, RtcpRtpfbPacket, RtpPacket
 
 from bot.relay import aiortc_internals as hooks
 from bot.relay.tracks import vp8_starts_key_frame
@@ -234,7 +235,8 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
 
 async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> None:
     """RTCRtpSender.__started/__mid/__rtp_header_extensions_map/__rtp_history/counters and
-    RTCDtlsTransport._send_rtp let the relay send packets it did not packetize."""
+    RTCDtlsTransport._send_rtp let the relay send packets it did not packetize; the tap's
+    RTCRtpSender._handle_rtcp_packet (instance attribute) rations what NACKs make it resend."""
     observed: list[RtpPacket] = []
     p = await pair(
         hooks.SilentTrack("video", "owner-video"),
@@ -256,6 +258,28 @@ async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> Non
     assert [x.sequence_number for x in observed] == list(range(100, 110))
     assert sender._RTCRtpSender__packet_count == 10, "RTCRtpSender.__packet_count"
     assert sender._RTCRtpSender__rtp_history[105].payload == payloads[5], "__rtp_history"
+
+    # An honest NACK is answered (over RTX); a hostile one listing the ten packets 300 times
+    # over, sent 20 times, gets only what the credit allows: one history's worth in all.
+    assert callable(sender._handle_rtcp_packet), "RTCRtpSender._handle_rtcp_packet is gone"
+    nacker: Any = p.b.getTransceivers()[0].sender
+    observed.clear()
+    honest = RtcpRtpfbPacket(RTCP_RTPFB_NACK, nacker._ssrc, sender._ssrc, lost=[103, 105])
+    await nacker.transport._send_rtp(bytes(honest))
+    await eventually(lambda: len(observed) == 2, "the two retransmissions")
+    assert {x.ssrc for x in observed} == {sender._rtx_ssrc}
+    fci = struct.pack("!HH", 100, 0x01FF) * 300  # 100 and the next nine, 300 times
+    hostile = struct.pack("!BBHLL", 0x81, 205, 2 + len(fci) // 4, nacker._ssrc, sender._ssrc)
+    for _ in range(20):
+        await nacker.transport._send_rtp(hostile + fci)
+    await eventually(
+        lambda: tap.refused_retransmissions == 20 * 10 - (RTP_HISTORY_SIZE - 2),
+        "the sender ran out of credit",
+    )
+    source = RtpPacket(payload_type=1, sequence_number=9, timestamp=2000, payload=payloads[0])
+    assert await tap.send(source, 110, 2000)
+    await eventually(lambda: observed[-1].sequence_number == 110, "the marker arrived")
+    assert len(observed) - 1 == RTP_HISTORY_SIZE, "retransmissions beyond the credit"
 
 
 async def test_set_stream_id_sets_msid() -> None:
