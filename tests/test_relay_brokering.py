@@ -8,11 +8,12 @@ never see (key messages, public keys, anything from a refused connection) are bo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -272,15 +273,24 @@ async def test_a_refused_hello_never_reaches_the_worker(
     assert [m["participant"] for m in worker.of_type("join")] == [ana.participant_id]
 
 
+@asynccontextmanager
+async def two_workers(
+    server: Running, names: tuple[str, str] = ("w-one", "w-two")
+) -> AsyncIterator[tuple[FakeWorker, FakeWorker]]:
+    """Two fake workers, both ready in the pool."""
+    async with (
+        fake_worker(server.base_url, RELAY_SECRET, names[0]) as one,
+        fake_worker(server.base_url, RELAY_SECRET, names[1]) as two,
+    ):
+        assert await pool_of(server).wait_for_workers(2, within=10)
+        yield one, two
+
+
 async def test_rooms_go_to_the_least_loaded_worker_and_stay_there(
     server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
 ) -> None:
-    async with (
-        fake_worker(server.base_url, RELAY_SECRET, "w-one") as one,
-        fake_worker(server.base_url, RELAY_SECRET, "w-two") as two,
-    ):
+    async with two_workers(server) as (one, two):
         pool = pool_of(server)
-        assert await pool.wait_for_workers(2, within=10)
         first, second = await make_meeting(server, "ana", "ben"), await make_meeting(server, "cy")
         ana = await join(server, http, stack, first, "ana")
         cy = await join(server, http, stack, second, "cy")
@@ -300,3 +310,45 @@ async def test_rooms_go_to_the_least_loaded_worker_and_stay_there(
 async def negotiate(peer: Peer) -> None:
     await peer.send("publish", offer=OFFER)
     assert await receive_until(peer.ws, "answer") == {"type": "answer", "answer": FAKE_ANSWER}
+
+
+async def test_a_worker_cannot_offer_for_a_room_it_does_not_serve(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    async with two_workers(server) as (one, two):
+        pool = pool_of(server)
+        meeting = await make_meeting(server, "ana")
+        ana = await join(server, http, stack, meeting, "ana")
+        await negotiate(ana)
+        home, other = (one, two) if pool.room_worker(meeting.room_id) == "w-one" else (two, one)
+
+        # The worker that does not carry ana's room tries to renegotiate ana's media.
+        await other.offer(meeting.room_id, ana.participant_id, 1, "v=0 from the wrong worker")
+        await home.offer(meeting.room_id, ana.participant_id, 1, "v=0 from the room's worker")
+        offers = [m for m in await collect_until(ana.ws, "offer") if m["type"] == "offer"]
+        assert [m["offer"]["sdp"] for m in offers] == ["v=0 from the room's worker"]
+        assert not [m for m in await ana.ping() if m["type"] == "offer"]
+
+
+@pytest.mark.parametrize("lie", ["-1000", "NaN"])
+async def test_a_worker_that_reports_an_impossible_load_wins_no_rooms(
+    lie: str,
+    server: Running,
+    http: aiohttp.ClientSession,
+    stack: AsyncExitStack,
+    no_secrets_in_logs: Any,
+) -> None:
+    async with two_workers(server, ("w-honest", "w-liar")) as (_, liar):
+        pool = pool_of(server)
+        # Believed, a negative load would make the liar the least loaded worker for ever.
+        await liar.ws.send_str(f'{{"type": "load", "rooms": {lie}, "participants": {lie}}}')
+        lines: list[str] = no_secrets_in_logs.lines
+        async with asyncio.timeout(10):
+            while not [line for line in lines if "w-liar sent a bad message" in line]:
+                await asyncio.sleep(0.01)
+
+        first, second = await make_meeting(server, "ana"), await make_meeting(server, "ben")
+        for meeting, who in ((first, "ana"), (second, "ben")):
+            await negotiate(await join(server, http, stack, meeting, who))
+        assigned = {pool.room_worker(first.room_id), pool.room_worker(second.room_id)}
+        assert assigned == {"w-honest", "w-liar"}

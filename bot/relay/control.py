@@ -43,6 +43,8 @@ TO_CORE: Final = frozenset({READY, LOAD, RESULT, OFFER, ERROR})
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 PARTICIPANT_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,48}")
 MAX_SDP_CHARS: Final = 200_000
+# A load figure beyond this is a lie or a bug; below zero it would win every room.
+MAX_COUNT: Final = 1_000_000
 
 _ROOM = ("room", "room")
 _PARTICIPANT = ("participant", "participant")
@@ -53,8 +55,8 @@ _FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     LEAVE: (("id", "int"), _ROOM, _PARTICIPANT),
     CLOSE_ROOM: (("id", "int"), _ROOM),
     STATS: (("id", "int"),),
-    READY: (("worker_id", "str"), ("rooms", "int"), ("participants", "int")),
-    LOAD: (("rooms", "int"), ("participants", "int")),
+    READY: (("worker_id", "str"), ("rooms", "count"), ("participants", "count")),
+    LOAD: (("rooms", "count"), ("participants", "count")),
     RESULT: (("id", "int"), ("ok", "bool")),
     OFFER: (_ROOM, _PARTICIPANT, ("negotiation", "int"), ("offer", "sdp:offer")),
     ERROR: (("message", "str"),),
@@ -86,6 +88,8 @@ def _check(message: dict[str, Any], name: str, shape: str) -> None:
     value = message.get(name)
     if shape == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif shape == "count":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
     elif shape == "bool":
         ok = isinstance(value, bool)
     elif shape == "str":
@@ -108,6 +112,7 @@ def _check(message: dict[str, Any], name: str, shape: str) -> None:
 def _want(shape: str) -> str:
     return {
         "int": "not an integer",
+        "count": f"not a whole number from 0 to {MAX_COUNT}",
         "bool": "not true or false",
         "str": "not a string",
         "room": "not a room id (1-64 letters, digits, '.', '_', '~', '-')",

@@ -208,6 +208,15 @@ class RelayPool:
                 if future is not None and not future.done():
                     future.set_result(message)
             elif kind == control.OFFER:
+                if self._rooms.get(message["room"]) is not link:
+                    # A worker speaks only for the rooms assigned to it: anything else would
+                    # let one worker renegotiate media for participants it does not carry.
+                    log.warning(
+                        "relay worker %s sent an offer for room %s, which it does not serve",
+                        link.worker_id,
+                        message["room"],
+                    )
+                    continue
                 # Not awaited here: the hub may hold an offer until the client has the answer
                 # to its own offer, and that answer may be waiting on this very reader.
                 task = asyncio.create_task(self._dispatch_offer(message))
