@@ -13,8 +13,9 @@ from urllib.parse import urlsplit
 from bot.errors import BadInvite, BadResumeToken
 from bot.secret import Secret
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# Always used with fullmatch: with match, "$" also matches before a final newline.
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 @dataclass(frozen=True)
@@ -40,13 +41,13 @@ def make_link(public_url: str, room_id: str, invite_id: str, secret: Secret) -> 
 
 def is_id(text: str) -> bool:
     """Room, invite and participant ids: URL-safe, 1 to 64 characters."""
-    return _ID.match(text) is not None
+    return _ID.fullmatch(text) is not None
 
 
 def _split(token: str) -> tuple[str, Secret] | None:
     """``<id>.<secret>``, the shape of invite keys and resume tokens; None for anything else."""
     ident, dot, secret = token.strip().partition(".")
-    if not dot or not _ID.match(ident) or not _SECRET.match(secret):
+    if not dot or not _ID.fullmatch(ident) or not _SECRET.fullmatch(secret):
         return None
     return ident, Secret(secret)
 
@@ -74,7 +75,7 @@ def parse_link(link: str) -> JoinLink:
         raise BadInvite("That is not a Conclave join link (it should start with https://).")
     path = parts.path.rstrip("/")
     prefix, marker, room_id = path.rpartition("/j/")
-    if not marker or not _ID.match(room_id):
+    if not marker or not _ID.fullmatch(room_id):
         raise BadInvite("That link has no meeting room in it (expected …/j/<room>#<key>).")
     if not parts.fragment:
         raise BadInvite("That link is missing its invite key (the part after '#').")
