@@ -31,7 +31,7 @@ from bot.relay.pool import RelayPool
 from bot.secret import Secret
 from bot.signaling.hub import Hub
 from bot.store.sqlite import SqliteStore
-from bot.web.app import create_app
+from bot.web.app import create_app, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class Application:
 
     async def start(self, console_lines: AsyncIterator[str] | None = None) -> None:
         await self.store.open()
-        self._runner = web.AppRunner(self.web_app, handle_signals=False)
+        self._runner = make_runner(self.web_app, self.settings.server.idle_timeout)
         await self._runner.setup()
         host, port = self.settings.server.host, self.settings.server.port
         try:
@@ -149,8 +149,13 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
         max_participants=sig.max_participants,
         rate_limit=sig.rate_limit,
         rate_burst=sig.rate_burst,
+        send_timeout=sig.send_timeout,
+        send_queue_bytes=sig.send_queue_bytes,
+        unauthenticated_per_address=sig.unauthenticated_per_address,
     )
-    web_app = create_app(hub, settings.server.base_url, pool.handle_worker)
+    web_app = create_app(
+        hub, settings.server.base_url, pool.handle_worker, idle_timeout=settings.server.idle_timeout
+    )
     platforms = build_platform_adapters(settings, handler, web_app)
     # The console is the adapter of last resort: with no chat platform configured, it is on.
     console = (

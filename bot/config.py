@@ -64,6 +64,9 @@ class ServerSettings:
     host: str = _spec("127.0.0.1", check=_non_empty)
     port: int = _spec(8080, check=_between(1, 65535))
     public_url: str = _spec("", check=_public_url)
+    # How long an HTTP connection may sit idle, or take to send a request's headers or body
+    # (aiohttp's own default keeps an idle connection for an hour).
+    idle_timeout: int = _spec(30, duration=True, check=_between(1, 3600))
 
     @property
     def base_url(self) -> str:
@@ -113,6 +116,12 @@ class SignalingSettings:
     # Sustained messages per second per connection, and the burst allowed above it.
     rate_limit: int = _spec(50, check=_between(1, 10_000))
     rate_burst: int = _spec(200, check=_between(1, 100_000))
+    # A connection whose socket does not take one message within send_timeout, or whose
+    # unsent messages outgrow send_queue_bytes, is not reading: it is cut off.
+    send_timeout: int = _spec(5, duration=True, check=_between(1, 300))
+    send_queue_bytes: int = _spec(1024 * 1024, check=_between(256 * 1024, 256 * 1024 * 1024))
+    # Websockets from one address that may be open without having completed their hello.
+    unauthenticated_per_address: int = _spec(20, check=_between(1, 100_000))
 
 
 def _ice_urls(v: tuple[str, ...]) -> str | None:

@@ -11,6 +11,8 @@ import json
 from collections.abc import Collection
 from typing import Any, Final
 
+from aiohttp import WSMessage, WSMsgType
+
 from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
@@ -38,6 +40,19 @@ def decode(raw: str | bytes, accepted: Collection[str]) -> dict[str, Any]:
     if kind not in accepted:
         raise UnknownMessageType(kind)
     return message
+
+
+def decode_frame(msg: WSMessage, accepted: Collection[str]) -> dict[str, Any] | None:
+    """The message in a websocket frame; None if the peer closed; ProtocolError otherwise."""
+    if msg.type == WSMsgType.TEXT:
+        return decode(msg.data, accepted)
+    if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+        return None
+    if msg.type == WSMsgType.BINARY:
+        raise ProtocolError("Binary messages are not part of the protocol.")
+    if msg.type == WSMsgType.ERROR:
+        raise ProtocolError(f"Message rejected: {msg.data}")
+    return None
 
 
 def text_field(message: dict[str, Any], name: str, *, max_length: int = 256) -> str:

@@ -6,6 +6,9 @@ which the connection is closed. Guests of a room with a lobby wait until the hos
 Admitted participants see the roster, exchange opaque key messages addressed to one
 recipient, and negotiate media with the room's relay worker through the hub. ``error`` always
 closes the connection; ``warning`` reports a refused request and keeps it open.
+
+Everything sent to a connection goes through its own bounded queue (``outbox.py``): a
+participant who stops reading is cut off, and slows nobody else, not even the host's kick.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from bot.core.events import Event, LinkReused, ParticipantKicked, RoomEnded, RoomLockChanged
 from bot.core.models import Admission, Room
@@ -24,38 +27,46 @@ from bot.core.service import MeetingService
 from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
 from bot.errors import ConclaveError, ProtocolError
-from bot.signaling.envelope import MAX_MESSAGE_BYTES, decode, encode, text_field
+from bot.signaling.admission import Admissions
+from bot.signaling.closing import (
+    CLOSE_ENDED,
+    CLOSE_KICKED,
+    CLOSE_PROTOCOL,
+    CLOSE_RATE,
+    CLOSE_REFUSED,
+    CLOSE_REPLACED,
+    refuse,
+)
+from bot.signaling.envelope import MAX_MESSAGE_BYTES, decode_frame, encode, text_field
+from bot.signaling.outbox import Outbox
 from bot.signaling.ratelimit import TokenBucket
 from bot.signaling.relay_port import MediaRelay, RelayUnavailable
-from bot.signaling.room import Connection, LiveRoom
+from bot.signaling.room import Arrival, Connection, LiveRoom
 
 log = logging.getLogger(__name__)
 
 # aiohttp drops anything this big before it reaches us; below it we answer with our own error.
 WIRE_LIMIT = 4 * MAX_MESSAGE_BYTES
-CLOSE_REFUSED = 4403
-CLOSE_PROTOCOL = 4400
-CLOSE_ENDED = 4410
-CLOSE_REPLACED = 4409
-CLOSE_KICKED = 4401
-CLOSE_RATE = 4429
+# The close codes belong to the hub's interface, whichever module defines them.
+__all__ = [
+    "CLOSE_ENDED",
+    "CLOSE_KICKED",
+    "CLOSE_PROTOCOL",
+    "CLOSE_RATE",
+    "CLOSE_REFUSED",
+    "CLOSE_REPLACED",
+    "WIRE_LIMIT",
+    "Hub",
+]
 
 MAX_SDP = 60_000
 OFFER_HOLD_SECONDS = 10.0
 MAX_KEY_PAYLOAD = 16_384
 
-HELLO_TYPES = frozenset({"hello"})
 LOBBY_TYPES = frozenset({"ping", "bye"})
 SESSION_TYPES = frozenset(
     {"ping", "bye", "keys", "key", "publish", "answer", "admit", "kick", "lock", "unlock", "end"}
 )
-
-
-class RoomFull(ConclaveError):
-    code = "room_full"
-
-    def __init__(self, cap: int) -> None:
-        super().__init__(f"This meeting is full ({cap} people).")
 
 
 class RateLimited(ProtocolError):
@@ -99,15 +110,23 @@ class Hub:
         max_participants: int = 50,
         rate_limit: float = 50.0,
         rate_burst: float = 200.0,
+        send_timeout: float = 5.0,
+        send_queue_bytes: int = 1 << 20,
+        unauthenticated_per_address: int = 20,
     ) -> None:
         self._service = service
-        self._hello_timeout = hello_timeout
         self._relay = relay
-        self._cap = max_participants
         self._rate = (rate_limit, rate_burst)
+        self._send_timeout = send_timeout
+        self._send_queue_bytes = send_queue_bytes
         self._rooms: dict[str, LiveRoom] = {}
-        # Seats held for hellos being redeemed, so concurrent hellos cannot overfill a room.
-        self._joining: dict[str, int] = {}
+        self._admissions = Admissions(
+            service,
+            self._rooms,
+            hello_timeout=hello_timeout,
+            max_participants=max_participants,
+            unauthenticated_per_address=unauthenticated_per_address,
+        )
         service.events.subscribe(self.on_event)
         if relay is not None:
             relay.on_offer(self._relay_offer)
@@ -131,77 +150,54 @@ class Hub:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=WIRE_LIMIT, heartbeat=30.0)
-        await ws.prepare(request)
         conn: Connection | None = None
-        held: list[str] = []
+        outbox: Outbox | None = None
         try:
-            admission = await self._hello(ws, held)
-            if admission is None:
-                return ws
-            conn = await self._enter(ws, admission)
-            self._release(held)
-            await self._session(conn)
+            with self._admissions.unauthenticated(request):
+                await ws.prepare(request)
+                outbox = Outbox(
+                    request,
+                    ws,
+                    max_bytes=self._send_queue_bytes,
+                    send_timeout=self._send_timeout,
+                )
+                conn = await self._admit(ws, outbox)
+            if conn is not None:
+                await self._session(conn)
         finally:
-            self._release(held)
             if conn is not None:
                 await self._leave(conn)
-            if not ws.closed:
-                await ws.close()
+            if outbox is not None:
+                await outbox.finish()
         return ws
-
-    def _hold_seat(self, room_id: str, participant_id: str | None, held: list[str]) -> None:
-        live = self._rooms.get(room_id)
-        others = 0 if live is None else sum(1 for pid in live.members if pid != participant_id)
-        if others + self._joining.get(room_id, 0) >= self._cap:
-            raise RoomFull(self._cap)
-        self._joining[room_id] = self._joining.get(room_id, 0) + 1
-        held.append(room_id)
-
-    def _release(self, held: list[str]) -> None:
-        while held:
-            room_id = held.pop()
-            left = self._joining.get(room_id, 0) - 1
-            if left > 0:
-                self._joining[room_id] = left
-            else:
-                self._joining.pop(room_id, None)
 
     # --- phases of a connection ---------------------------------------------------------
 
-    async def _hello(self, ws: web.WebSocketResponse, held: list[str]) -> Admission | None:
-        try:
-            msg = await asyncio.wait_for(ws.receive(), timeout=self._hello_timeout)
-        except TimeoutError:
-            await self._refuse(ws, ProtocolError("No hello received in time."), CLOSE_PROTOCOL)
-            return None
-        try:
-            hello = self._decode(msg, HELLO_TYPES)
-            if hello is None:
+    async def _admit(self, ws: web.WebSocketResponse, outbox: Outbox) -> Connection | None:
+        with self._admissions.arrival() as arrival:
+            admission = await self._admissions.hello(ws, outbox, arrival)
+            if admission is None:
                 return None
-            if "resume" in hello:
-                admission = await self._service.resume(text_field(hello, "resume"))
-                self._hold_seat(admission.room.id, admission.participant.id, held)
-                return admission
-            room_id = text_field(hello, "room", max_length=64)
-            # Refuse a full room before the invite is spent.
-            self._hold_seat(room_id, None, held)
-            return await self._service.redeem(room_id, text_field(hello, "invite"))
-        except ProtocolError as err:
-            await self._refuse(ws, err, CLOSE_PROTOCOL)
-        except ConclaveError as err:
-            await self._refuse(ws, err, CLOSE_REFUSED)
-        return None
+            return await self._enter(ws, outbox, admission, arrival)
 
-    async def _enter(self, ws: web.WebSocketResponse, admission: Admission) -> Connection:
+    async def _enter(
+        self, ws: web.WebSocketResponse, outbox: Outbox, admission: Admission, arrival: Arrival
+    ) -> Connection | None:
+        # From this check until the connection is in the room nothing awaits, so a kick or an
+        # end is either heard by the arrival or finds the connection installed.
+        if arrival.gone is not None:
+            refuse(outbox, arrival.gone, CLOSE_REFUSED)
+            return None
         p = admission.participant
         room = admission.room
-        conn = Connection(ws=ws, participant=p, bucket=TokenBucket(*self._rate))
+        outbox.who = p.id
+        conn = Connection(ws=ws, outbox=outbox, participant=p, bucket=TokenBucket(*self._rate))
         live = self._rooms.setdefault(p.room_id, LiveRoom())
         previous = live.members.get(p.id)
         if previous is not None:
             # A resumed session supersedes a connection that has not noticed it is dead.
             replaced = encode("error", code="replaced", message="Rejoined elsewhere.")
-            await self._drop(previous, replaced, CLOSE_REPLACED, b"replaced")
+            previous.outbox.close(CLOSE_REPLACED, b"replaced", replaced)
         live.members[p.id] = conn
         conn.admitted = not room.lobby or conn.is_host or p.id in live.admitted_ids
         if conn.admitted:
@@ -236,10 +232,12 @@ class Hub:
 
     async def _session(self, conn: Connection) -> None:
         async for msg in conn.ws:
+            if conn.outbox.closing:
+                return  # kicked, replaced or ended: what it sent after that is not heard
             try:
                 if not conn.bucket.take():
                     raise RateLimited()
-                message = self._decode(msg, SESSION_TYPES)
+                message = decode_frame(msg, SESSION_TYPES)
                 if message is None:
                     return
                 if not conn.admitted and message["type"] not in LOBBY_TYPES:
@@ -250,15 +248,17 @@ class Hub:
             except Refusal as refusal:
                 await conn.send(encode("warning", code=refusal.code, message=str(refusal)))
             except RateLimited as err:
-                await self._refuse(conn.ws, err, CLOSE_RATE)
+                refuse(conn.outbox, err, CLOSE_RATE)
                 return
             except ProtocolError as err:
-                await self._refuse(conn.ws, err, CLOSE_PROTOCOL)
+                refuse(conn.outbox, err, CLOSE_PROTOCOL)
                 return
             except ConclaveError as err:
                 await conn.send(encode("warning", code=err.code, message=str(err)))
 
     async def _leave(self, conn: Connection) -> None:
+        """Take ``conn`` out of its room and tell the others; the first call does, later ones
+        (the kicked connection's own reader, after the kick) find nothing to do."""
         room_id = conn.participant.room_id
         live = self._rooms.get(room_id)
         if live is None or live.members.get(conn.id) is not conn:
@@ -267,13 +267,14 @@ class Hub:
         if not live.members and not live.admitted_ids:
             del self._rooms[room_id]
         log.info("participant %s left room %s", conn.id, room_id)
-        if conn.published and self._relay is not None:
-            with contextlib.suppress(ConclaveError):
-                await self._relay.leave(room_id, conn.id)
+        # Told before the relay is, so the others start replacing their keys at once.
         if conn.admitted:
             await self._broadcast_roster(room_id)
         else:
             await self._announce_lobby(room_id)
+        if conn.published and self._relay is not None:
+            with contextlib.suppress(ConclaveError):
+                await self._relay.leave(room_id, conn.id)
 
     # --- messages --------------------------------------------------------------------------
 
@@ -381,39 +382,12 @@ class Hub:
 
     # --- helpers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _decode(msg: Any, accepted: frozenset[str]) -> dict[str, Any] | None:
-        """The message, None if the peer closed, ProtocolError if it broke the protocol."""
-        if msg.type == WSMsgType.TEXT:
-            return decode(msg.data, accepted)
-        if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-            return None
-        if msg.type == WSMsgType.BINARY:
-            raise ProtocolError("Binary messages are not part of the protocol.")
-        if msg.type == WSMsgType.ERROR:
-            raise ProtocolError(f"Message rejected: {msg.data}")
-        return None
-
-    @staticmethod
-    async def _refuse(ws: web.WebSocketResponse, err: ConclaveError, close_code: int) -> None:
-        log.info("websocket refused: %s", err.code)
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError):
-                await ws.send_str(encode("error", code=err.code, message=str(err)))
-            await ws.close(code=close_code, message=err.code.encode())
-
-    @staticmethod
-    async def _drop(conn: Connection, last_word: str, close_code: int, reason: bytes) -> None:
-        """Send ``last_word`` (an encoded message), then close the connection."""
-        await conn.send(last_word)
-        await conn.ws.close(code=close_code, message=reason)
-
     async def _broadcast(self, room_id: str, text: str, *, admitted_only: bool = True) -> None:
         live = self._rooms.get(room_id)
         if live is None:
             return
-        targets = live.admitted() if admitted_only else list(live.members.values())
-        await asyncio.gather(*(c.send(text) for c in targets))
+        for conn in live.admitted() if admitted_only else list(live.members.values()):
+            conn.outbox.put(text)
 
     async def _broadcast_roster(self, room_id: str) -> None:
         await self._broadcast(room_id, encode("roster", roster=self.roster(room_id)))
@@ -426,27 +400,32 @@ class Hub:
             {"participant_id": c.id, "name": c.participant.display_name} for c in live.waiting()
         ]
         text = encode("lobby_waiting", waiting=waiting)
-        await asyncio.gather(*(h.send(text) for h in live.hosts()))
+        for host in live.hosts():
+            host.outbox.put(text)
 
     async def on_event(self, event: Event) -> None:
         if isinstance(event, RoomEnded):
             live = self._rooms.pop(event.room_id, None)
+            self._admissions.room_ended(event.room_id)
+            ended = encode("ended", reason=event.reason)
+            for member in [] if live is None else list(live.members.values()):
+                member.outbox.close(CLOSE_ENDED, b"ended", ended)
             if self._relay is not None:
                 with contextlib.suppress(ConclaveError):
                     await self._relay.close_room(event.room_id)
-            for member in [] if live is None else list(live.members.values()):
-                await member.send(encode("ended", reason=event.reason))
-                await member.ws.close(code=CLOSE_ENDED, message=b"ended")
         elif isinstance(event, RoomLockChanged):
             await self._broadcast(event.room_id, encode("room", locked=event.locked))
         elif isinstance(event, ParticipantKicked):
+            self._admissions.participant_kicked(event.participant_id)
             live = self._rooms.get(event.room_id)
             conn = None if live is None else live.members.get(event.participant_id)
             if live is not None:
                 live.admitted_ids.discard(event.participant_id)
             if conn is not None:
                 kicked = encode("kicked", message="The host removed you from the meeting.")
-                await self._drop(conn, kicked, CLOSE_KICKED, b"kicked")
+                conn.outbox.close(CLOSE_KICKED, b"kicked", kicked)
+                # Out of the room now, not when its socket gets round to closing.
+                await self._leave(conn)
         elif isinstance(event, LinkReused):
             # The host learns, in the meeting, who joined with a link that came back.
             live = self._rooms.get(event.room_id)
@@ -460,7 +439,8 @@ class Hub:
                 await host.send(notice)
 
     async def close_all(self) -> None:
-        for live in list(self._rooms.values()):
-            for conn in list(live.members.values()):
-                await conn.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        conns = [conn for live in self._rooms.values() for conn in live.members.values()]
         self._rooms.clear()
+        for conn in conns:
+            conn.outbox.close(WSCloseCode.GOING_AWAY, b"server shutdown")
+        await asyncio.gather(*(conn.outbox.finish() for conn in conns))

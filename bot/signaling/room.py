@@ -3,19 +3,51 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from bot.core.models import Participant, Role
+from bot.errors import BadResumeToken, ConclaveError, RoomEnded
+from bot.signaling.outbox import Outbox
 from bot.signaling.ratelimit import TokenBucket
+
+
+@dataclass(eq=False)
+class Arrival:
+    """A hello being admitted. It hears of a kick or the end of the meeting that happens while
+    the service is still checking it, so that a resume in flight cannot install a connection
+    for a participant who is already gone; once its room is known it holds a seat there."""
+
+    room_id: str | None = None
+    participant_id: str | None = None
+    # Why it must be turned away after all; None while nothing happened.
+    gone: ConclaveError | None = None
+    # Rooms that ended while this hello's room was not known yet (a resume being checked).
+    ended_meanwhile: set[str] = field(default_factory=set)
+
+    def place(self, room_id: str, participant_id: str | None) -> None:
+        self.room_id = room_id
+        self.participant_id = participant_id
+        if room_id in self.ended_meanwhile:
+            self.gone = RoomEnded(room_id)
+
+    def room_ended(self, room_id: str) -> None:
+        if self.room_id is None:
+            self.ended_meanwhile.add(room_id)
+        elif self.room_id == room_id:
+            self.gone = RoomEnded(room_id)
+
+    def participant_kicked(self, participant_id: str) -> None:
+        if self.participant_id == participant_id:
+            self.gone = BadResumeToken()
 
 
 @dataclass(eq=False)
 class Connection:
     ws: web.WebSocketResponse
+    outbox: Outbox
     participant: Participant
     bucket: TokenBucket
     keys: dict[str, str] | None = None
@@ -23,7 +55,6 @@ class Connection:
     published: bool = False
     # Set once the client holds the relay's answer: relay offers must not overtake it.
     answered: asyncio.Event = field(default_factory=asyncio.Event)
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def id(self) -> str:
@@ -34,11 +65,8 @@ class Connection:
         return self.participant.role is Role.HOST
 
     async def send(self, text: str) -> None:
-        async with self.lock:
-            if not self.ws.closed:
-                # A peer that vanished mid-send is cleaned up by its own reader.
-                with contextlib.suppress(ConnectionError):
-                    await self.ws.send_str(text)
+        """Queue ``text`` for this participant; returns at once, whatever its socket's state."""
+        self.outbox.put(text)
 
     def roster_entry(self) -> dict[str, Any]:
         p = self.participant

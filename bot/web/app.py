@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from bot.core.links import is_id
 from bot.relay import control
@@ -37,8 +39,46 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
-def create_app(hub: Hub, base_url: str, relay_control: Handler | None = None) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+def body_deadline(seconds: float) -> Middleware:
+    """A request's body must arrive within ``seconds``; aiohttp itself would wait for ever.
+
+    (Headers are covered by the server's keep-alive timer; see ``make_runner``.) The body is
+    read here, within the client's size limit, and handlers read the same bytes again.
+    """
+
+    @web.middleware
+    async def read_body_in_time(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.body_exists:
+            try:
+                await asyncio.wait_for(request.read(), seconds)
+            except TimeoutError:
+                raise web.HTTPRequestTimeout(
+                    text="The request body did not arrive in time."
+                ) from None
+        return await handler(request)
+
+    return read_body_in_time
+
+
+def make_runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
+    """The runner with timeouts for connections that are idle or slow to send a request.
+
+    aiohttp arms its keep-alive timer when a connection opens and after each response, and
+    closes the connection if no complete request has arrived when it fires: that one timer
+    bounds both an idle keep-alive connection and a half-sent request line or headers.
+    Websockets are not affected: the timer only closes connections waiting for a request.
+    """
+    return web.AppRunner(app, handle_signals=False, keepalive_timeout=idle_timeout)
+
+
+def create_app(
+    hub: Hub,
+    base_url: str,
+    relay_control: Handler | None = None,
+    *,
+    idle_timeout: float = 30.0,
+) -> web.Application:
+    app = web.Application(middlewares=[security_headers, body_deadline(idle_timeout)])
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
