@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -343,3 +344,24 @@ async def test_a_known_participants_keys_changed_mid_meeting_makes_the_viewer_le
     assert meeting.liar.opened == []
     assert len(meeting.sent_by("ana")) == sent_before  # nothing sealed after the swap
     assert ana.code() == true_code  # the last code she showed was the honest one
+
+
+async def test_a_client_past_the_resume_limit_waits_and_rejoins(meeting: Meeting) -> None:
+    """Not an attack: a flaky connection drops more often than the server's resume ration.
+    The client is told to wait, keeps its token, and rejoins once the window has passed."""
+    (ana,) = await meeting.join_all("ana")
+    ana_pid = meeting.pid("ana")
+    assert ana_pid is not None
+    limit = meeting.server.app.service.policy.resume_limit
+    for n in range(1, limit + 1):
+        await meeting.liar.drop(ana_pid)
+        await until(partial(lambda k: ana.lines.count("rejoined") == k, n), f"rejoin {n}")
+    await meeting.liar.drop(ana_pid)
+    await until(
+        lambda: any("Rejoining too often" in line for line in ana.lines),
+        "told to wait",
+    )
+    assert not ana.task.done()
+    meeting.server.clock.advance(meeting.server.app.service.policy.resume_window + 1)
+    await until(lambda: ana.lines.count("rejoined") == limit + 1, "rejoined after the window")
+    assert not ana.task.done() and ana.session is not None and ana.session.ended is None

@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.client.session import ClientSession, MediaOptions
 from bot.commands.grammar import Mention
 from bot.core.events import Event, LinkReused, ParticipantKicked
 from bot.core.links import parse_link
@@ -285,3 +286,31 @@ async def test_a_host_whose_own_link_was_stolen_takes_it_back_from_chat(
     assert back.participant.role.value == "host"
     room, actor = await service.host_of(back.participant.id)
     assert room.id == made.room.id and actor.user_id == host.user_id
+
+
+async def test_the_hosts_conclave_join_shows_the_notice_and_stays_in(server: Running) -> None:
+    made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
+    hana_link = parse_link(made.host_invite.link.reveal())
+    ana_link = parse_link(made.invites[0].link.reveal())
+    lines: list[str] = []
+    host = ClientSession(hana_link, lines.append, MediaOptions(enabled=False))
+    running = asyncio.ensure_future(host.run(None))
+    try:
+        for _ in range(200):
+            if host.keyring is not None:
+                break
+            await asyncio.sleep(0.05)
+        await server.app.service.redeem(made.room.id, ana_link.credential.reveal())
+        with pytest.raises(InviteAlreadyUsed):
+            await server.app.service.redeem(made.room.id, ana_link.credential.reveal())
+        for _ in range(200):
+            if any(line.startswith("notice: Someone tried to join as Ana") for line in lines):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError(f"the host's client never showed the notice: {lines}")
+        await asyncio.sleep(0.2)
+        assert not running.done() and host.ended is None
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

@@ -101,6 +101,7 @@ class ClientSession:
         self.admitted = False
         self._retry: asyncio.Future[None] | None = None
         self._publish_attempts = 0
+        self._welcomes = 0
 
     # --- connection ------------------------------------------------------------------------
 
@@ -118,6 +119,7 @@ class ClientSession:
     async def _run(self, http: aiohttp.ClientSession) -> None:
         attempts = 0
         while True:
+            welcomes = self._welcomes
             if self._resume is None:
                 hello = {"room": self._link.room_id, "invite": self._link.credential.reveal()}
             else:
@@ -131,7 +133,8 @@ class ClientSession:
                     ) from None
             if self.ended is not None:
                 return
-            attempts += 1
+            # Only drops in a row count: a long meeting may see many rejoins in all.
+            attempts = 1 if self._welcomes > welcomes else attempts + 1
             if attempts > RESUME_ATTEMPTS:
                 raise Unreachable("Lost the connection to the meeting server and could not rejoin.")
             self._say("connection lost; rejoining…")
@@ -217,6 +220,10 @@ class ClientSession:
         elif kind == "kicked":
             self.ended = "kicked"
             self._say("the host removed you from the meeting")
+        elif kind == "notice":
+            # Something the host should know (e.g. someone presented a used link); the
+            # meeting goes on.
+            self._say(f"notice: {message.get('message', message.get('code'))}")
         elif kind == "warning":
             self._say(f"warning: {message.get('message', message.get('code'))}")
             if message.get("code") == "relay_unavailable" and self._options.enabled:
@@ -228,6 +235,10 @@ class ClientSession:
                 self.ended = text
                 self._say(text)
                 return
+            if self.welcome is not None and code == "resume_too_soon":
+                # The token is still good; the reconnect loop waits and tries again.
+                self._say(text)
+                return
             raise Refused(code, text)
         elif kind != "pong":
             raise ProtocolError(f"Unexpected message from the server: {kind!r}.")
@@ -235,6 +246,7 @@ class ClientSession:
     async def _on_welcome(self, message: dict[str, Any]) -> None:
         room = message["room"]
         first = self.welcome is None
+        self._welcomes += 1
         self._resume = Secret(message["resume_token"])
         self.welcome = Welcome(
             participant_id=message["participant_id"],
