@@ -13,10 +13,10 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
-from aiohappyeyeballs import AddrInfoType
 
 from bot.signaling.hub import CLOSE_REFUSED
 from tests.support.meeting import Meeting, Peer, join, make_meeting, roster_ids
@@ -31,7 +31,7 @@ NEVER = "300"  # a send timeout (s) that no test waits for
 ROOMY = str(256 * 1024 * 1024)  # a queue limit (bytes) that no flood here reaches
 
 
-def _tiny_receive_buffer(addr_info: AddrInfoType) -> socket.socket:
+def _tiny_receive_buffer(addr_info: tuple[Any, ...]) -> socket.socket:
     family, kind, proto, _, _ = addr_info
     sock = socket.socket(family=family, type=kind, proto=proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
