@@ -549,6 +549,11 @@ class InboundGuard:
     Every other packet spends a token of a bucket that refills at ``rate`` packets per second up
     to ``rate``; without one it is dropped and counted in ``over_rate``. ``passed`` counts the
     packets handed to libsrtp.
+
+    Before DTLS, ICE: aioice learns a peer-reflexive candidate, with a candidate pair and its
+    connectivity checks, for each new source address of an authentic check. Once the connection
+    knows ``remote_candidates`` candidates, checks from new addresses are ignored (counted in
+    ``ice_refused``).
     """
 
     def __init__(
@@ -557,13 +562,16 @@ class InboundGuard:
         rtcp_ssrcs: Iterable[int],
         rtcp_limit: Callable[[], int],
         rate: float,
+        remote_candidates: int,
     ) -> None:
         self.rtp_ssrcs = frozenset(rtp_ssrcs)
         self.rtcp_ssrcs = frozenset(rtcp_ssrcs) | self.rtp_ssrcs
         self.rtcp_learned: set[int] = set()
+        self.remote_candidates = remote_candidates
         self.passed = 0
         self.foreign = 0
         self.over_rate = 0
+        self.ice_refused = 0
         self._rtcp_limit = rtcp_limit
         self._rate = rate
         self._tokens = rate
@@ -607,21 +615,40 @@ class InboundGuard:
 
 
 def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
-    """Put ``guard`` in front of the inbound SRTP of every transport ``pc`` has so far.
+    """Put ``guard`` in front of the ICE checks and inbound SRTP of every transport ``pc`` has.
 
     Call it after each description that may add a transport, before the connection can start:
-    the transport creates its libsrtp session in ``_setup_srtp`` once DTLS is up (looked up on
-    the instance, so wrapping it there takes effect for this transport only).
+    the transport creates its libsrtp session in ``_setup_srtp`` once DTLS is up, and the ICE
+    connection (``RTCIceTransport._connection``) handles each authentic check in
+    ``check_incoming``; both are looked up on the instance, so wrapping them there takes effect
+    for this transport only.
     """
     for transceiver in pc.getTransceivers():
         transport = _private(transceiver.receiver.transport)
         if any(t is transport for t in guard._transports):
             continue
         guard._transports.append(transport)
+        connection = transport.transport._connection
+        connection.check_incoming = _capped_checks(connection, guard)
         if transport._rx_srtp is not None:
             _swap_in(transport, guard)
         else:
             transport._setup_srtp = _then_swap_in(transport, guard)
+
+
+def _capped_checks(connection: Any, guard: InboundGuard) -> Callable[[Any, Any, Any], None]:
+    stock_check = connection.check_incoming
+
+    def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        known = connection._remote_candidates
+        if len(known) >= guard.remote_candidates and not any(
+            getattr(c, "_network_host", c.host) == addr[0] and c.port == addr[1] for c in known
+        ):
+            guard.ice_refused += 1
+            return
+        stock_check(message, addr, protocol)
+
+    return check_incoming
 
 
 def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
@@ -707,6 +734,11 @@ def check_internals() -> None:
     for name in ("_send_rtp", "_setup_srtp", "_rx_srtp", "_rtp_router"):
         if not hasattr(probe.sender.transport, name):
             missing.append(f"RTCDtlsTransport.{name}")
+    connection = getattr(probe.sender.transport.transport, "_connection", None)
+    if not callable(getattr(connection, "check_incoming", None)):
+        missing.append("RTCIceTransport._connection.check_incoming")
+    if not isinstance(getattr(connection, "_remote_candidates", None), list):
+        missing.append("aioice Connection._remote_candidates")
     router = getattr(probe.sender.transport, "_rtp_router", None)
     if not isinstance(getattr(router, "ssrc_table", None), dict):
         missing.append("RTCDtlsTransport._rtp_router.ssrc_table")

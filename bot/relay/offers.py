@@ -1,11 +1,14 @@
 """What a client's offer may ask of the relay: one audio and one video line, announced streams.
 
-A peer connection costs the relay per m-line (a receiver, and a decoder thread once connected)
-and per SSRC (a libsrtp stream, a routing entry, statistics). So before aiortc sees an offer,
-the relay refuses one with more than one audio or one video m-line, or with any other kind, and
-requires each line the client sends on to announce its SSRC (``a=ssrc``): one media SSRC, plus
-at most its retransmission SSRC tied to it by ``a=ssrc-group:FID``. Packets with any other SSRC
-are later dropped before decryption (``aiortc_internals.InboundGuard``).
+A peer connection costs the relay per m-line (a receiver, and a decoder thread once connected),
+per SSRC (a libsrtp stream, a routing entry, statistics) and per ICE candidate (a candidate
+pair whose connectivity checks the relay sends to whatever address the candidate names). So
+before aiortc sees an offer, the relay refuses one with more than one audio or one video m-line,
+or with any other kind, or with more than ``MAX_CANDIDATES`` candidates, and requires each line
+the client sends on to announce its SSRC (``a=ssrc``): one media SSRC, plus at most its
+retransmission SSRC tied to it by ``a=ssrc-group:FID``. Packets with any other SSRC are later
+dropped before decryption (``aiortc_internals.InboundGuard``). Answers to the relay's offers
+are held to the same candidate limit (``check_candidates``).
 
 Pure text processing, no aiortc: the core imports ``MediaRefused`` to pass the refusal on.
 """
@@ -19,6 +22,9 @@ from bot.errors import ConclaveError
 
 KINDS: Final = ("audio", "video")
 MAX_SSRCS_PER_LINE: Final = 2  # the media SSRC and its RTX SSRC
+# Host addresses of a few interfaces in two families, a server-reflexive and a relayed one:
+# a real client sends well under this.
+MAX_CANDIDATES: Final = 32
 _SENDING: Final = frozenset({"sendonly", "sendrecv"})
 _DIRECTIONS: Final = frozenset({"sendonly", "sendrecv", "recvonly", "inactive"})
 
@@ -45,6 +51,24 @@ class _Line:
     fid: tuple[int, int] | None = None
 
 
+def check_candidates(sdp: str) -> None:
+    """MediaRefused when a description names more ICE candidates than the relay will check.
+
+    A candidate counts once however many media lines repeat it, as bundled lines do.
+    """
+    addresses = {
+        tuple(line.split()[4:6])
+        for line in sdp.splitlines()
+        if line.lstrip().startswith("a=candidate:")
+    }
+    count = len(addresses)
+    if count > MAX_CANDIDATES:
+        raise MediaRefused(
+            f"The session description has {count} ICE candidates; the relay takes at most "
+            f"{MAX_CANDIDATES}."
+        )
+
+
 def check_offer(sdp: str) -> OfferedMedia:
     """The streams an offer publishes; MediaRefused when it asks for more than the relay gives."""
     lines = _media_lines(sdp)
@@ -60,6 +84,7 @@ def check_offer(sdp: str) -> OfferedMedia:
                 f"The offer has {count} {kind} media lines; the relay takes at most one audio "
                 "and one video line per participant."
             )
+    check_candidates(sdp)
     sources: dict[str, tuple[int, ...]] = {}
     announced: set[int] = set()
     for line in lines:

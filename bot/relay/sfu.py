@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from bot.errors import ConclaveError
 from bot.relay import aiortc_internals as hooks
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
-from bot.relay.offers import OfferedMedia, check_offer
+from bot.relay.offers import MAX_CANDIDATES, OfferedMedia, check_candidates, check_offer
 from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ DEFAULT_MAX_PACKET_RATE: Final = 2000.0
 # receive-only lines, an aiortc client's from SSRCs its answers announce): as many as the
 # connection has lines, plus these.
 EXTRA_RTCP_SOURCES: Final = 2
+# ICE candidates the relay keeps for one connection: those its descriptions may name, and a
+# few more learnt from checks arriving from new addresses (peer-reflexive).
+MAX_REMOTE_CANDIDATES: Final = MAX_CANDIDATES + 8
 
 # (room, participant, negotiation number, offer SDP): deliver a relay offer to the client.
 SendOffer = Callable[[str, str, int, str], Awaitable[None]]
@@ -179,6 +182,7 @@ class Relay:
             offered.announced,
             lambda: len(pc.getTransceivers()) + EXTRA_RTCP_SOURCES,
             self._max_packet_rate,
+            MAX_REMOTE_CANDIDATES,
         )
         hooks.guard_inbound(pc, guard)
         p = Participant(room, participant, pc, guard)
@@ -329,6 +333,7 @@ class Relay:
 
     async def answer(self, room: str, participant: str, negotiation: int, answer_sdp: str) -> None:
         """Apply a client's answer to the relay's offer number ``negotiation``."""
+        check_candidates(answer_sdp)
         p = self.participant(room, participant)
         pending = p.pending
         if pending is None or pending.number != negotiation or pending.answer.done():

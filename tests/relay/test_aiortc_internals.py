@@ -10,6 +10,7 @@ import asyncio
 import inspect
 import os
 import random
+import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ from typing import Any
 import aioice.ice
 import aiortc
 import pytest
+from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpreceiver import NackGenerator
@@ -324,7 +326,7 @@ async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> 
         assert callable(getattr(transport, "_setup_srtp", None)), "_setup_srtp is gone"
         assert hasattr(transport, "_rx_srtp"), "RTCDtlsTransport._rx_srtp is gone"
         sender = p.sending.sender
-        g = hooks.InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, rate=1000)
+        g = hooks.InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, 1000, 8)
         hooks.guard_inbound(p.b, g)
         guards.append(g)
 
@@ -344,6 +346,53 @@ async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> 
         assert own in state.routed and own in state.counted
         assert not (state.routed | state.counted) & foreign
         assert g.passed > 0 and g.over_rate == 0
+
+
+def sdp_value(sdp: str, attribute: str) -> str:
+    return next(x.split(":", 1)[1] for x in sdp.splitlines() if x.startswith(f"a={attribute}:"))
+
+
+async def test_inbound_guard_caps_peer_reflexive_candidates(pair: Callable[..., Any]) -> None:
+    """RTCIceTransport._connection.check_incoming (per instance) and aioice's
+    Connection._remote_candidates: authentic checks from new source addresses stop adding
+    candidates at the guard's limit."""
+    guards: list[hooks.InboundGuard] = []
+
+    def guard(p: Pair) -> None:
+        connection = p.b.getTransceivers()[0].receiver.transport.transport._connection
+        assert callable(getattr(connection, "check_incoming", None)), "check_incoming is gone"
+        assert isinstance(connection._remote_candidates, list), "_remote_candidates is gone"
+        limit = len(connection._remote_candidates) + 5
+        guards.append(hooks.InboundGuard([], [], lambda: 0, 1000, remote_candidates=limit))
+        hooks.guard_inbound(p.b, guards[0])
+
+    p = await pair(hooks.SilentTrack("video", "owner-video"), before_answer=guard)
+    await eventually(lambda: p.b.connectionState == "connected", "connected")
+    g, connection = guards[0], p.b.getTransceivers()[0].receiver.transport.transport._connection
+    before = len(connection._remote_candidates)
+    local, remote = p.b.localDescription.sdp, p.a.localDescription.sdp
+    candidate = sdp_value(local, "candidate").split()
+    target = (candidate[4], int(candidate[5]))
+    username = f"{sdp_value(local, 'ice-ufrag')}:{sdp_value(remote, 'ice-ufrag')}"
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(40)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+            check = stun.Message(stun.Method.BINDING, stun.Class.REQUEST)
+            check.attributes["USERNAME"] = username
+            check.attributes["PRIORITY"] = 1
+            check.add_message_integrity(sdp_value(local, "ice-pwd").encode())
+            check.add_fingerprint()
+            sock.sendto(bytes(check), target)
+        await eventually(
+            lambda: len(connection._remote_candidates) - before + g.ice_refused == 40,
+            "every check was handled",
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert len(connection._remote_candidates) == g.remote_candidates, "candidates beyond the cap"
+    assert g.ice_refused == 40 - (g.remote_candidates - before)
 
 
 async def test_receiver_tap_keeps_statistics_only_for_its_ssrcs(pair: Callable[..., Any]) -> None:

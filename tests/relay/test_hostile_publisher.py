@@ -176,7 +176,7 @@ async def test_random_ssrcs_leave_no_state_behind(worker: StartWorker) -> None:
     assert relay.participant("honest", "ana").guard.foreign == 0
 
 
-async def test_an_offer_with_many_lines_starts_nothing(worker: StartWorker) -> None:
+async def test_an_offer_with_many_lines_or_candidates_starts_nothing(worker: StartWorker) -> None:
     core, relay = await worker()
     threads = {t.ident for t in threading.enumerate()}
     for audio, video in ((40, 40), (1, 3)):
@@ -196,6 +196,17 @@ async def test_an_offer_with_many_lines_starts_nothing(worker: StartWorker) -> N
         assert f"The offer has {many} {kind} media lines" in result["error"]
         assert "at most one audio and one video line" in result["error"]
         assert (relay.rooms, relay.participants) == (0, 0)
+    # Candidates are addresses the relay would send checks to: a few dozen at most, in an
+    # offer or in an answer.
+    candidates = "".join(f"a=candidate:{n} 1 udp 1 192.0.2.{n} 9 typ host\r\n" for n in range(99))
+    offer = control.sdp("offer", "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n" + candidates)
+    refused = await core.request("join", room="r", participant="mal", offer=offer)
+    assert not refused["ok"] and refused["code"] == "media_refused", refused
+    answer = control.sdp("answer", candidates)
+    refused = await core.request(
+        "answer", room="r", participant="mal", negotiation=1, answer=answer
+    )
+    assert not refused["ok"] and "99 ICE candidates" in refused["error"], refused
     started = [t.name for t in threading.enumerate() if t.ident not in threads]
     assert started == [], f"threads started for a refused offer: {started}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.relay.aiortc_internals import make_peer_connection, prefer_codec
-from bot.relay.offers import MediaRefused, check_offer
+from bot.relay.offers import MediaRefused, check_candidates, check_offer
 
 
 def section(kind: str, direction: str, *extra: str) -> str:
@@ -27,6 +27,7 @@ BROWSER_VIDEO = section(
     "a=ssrc:2222 msid:s t",
 )
 SIMULCAST = [f"a=ssrc:{n} cname:x" for n in (1, 2, 3)]
+CANDIDATES = [f"a=candidate:{n} 1 udp 1 192.0.2.{n} 9 typ host" for n in range(33)]
 
 
 async def test_an_aiortc_clients_offer() -> None:
@@ -68,6 +69,7 @@ def test_a_browser_style_offer_and_lines_that_send_nothing() -> None:
         (sdp(section("video", "a=sendonly", "a=ssrc:12a cname:x")), "is not an SSRC"),
         (sdp(section("video", "a=sendonly", "a=ssrc:4294967296 x")), "is not an SSRC"),
         (sdp(section("video", "a=sendonly", "a=ssrc-group:FID 1", "a=ssrc:1 x")), "exactly two"),
+        (sdp(section("audio", "a=recvonly", *CANDIDATES)), "33 ICE candidates"),
     ],
 )
 def test_refused_offers_say_why(offer: str, says: str) -> None:
@@ -75,3 +77,10 @@ def test_refused_offers_say_why(offer: str, says: str) -> None:
         check_offer(offer)
     assert says in refused.value.message
     assert refused.value.code == "media_refused"
+
+
+def test_answers_are_held_to_the_candidate_limit() -> None:
+    # Bundled lines repeat the same candidates: each address counts once.
+    check_candidates(sdp(*[section("video", "a=recvonly", *CANDIDATES[:32])] * 100))
+    with pytest.raises(MediaRefused, match="33 ICE candidates; the relay takes at most 32"):
+        check_candidates(sdp(section("audio", "a=recvonly", *CANDIDATES)))
