@@ -3,8 +3,10 @@
 aiortc has no public API for what an SFU and an end-to-end-encrypting client need: taking RTP
 packets before the jitter buffer, sending RTP that was not produced by its own packetizer,
 transforming encoded frames before the decoder, learning about key-frame requests when the
-track yields packets, or choosing the ICE host addresses. Each hook below reaches into one or
-two private attributes of the pinned aiortc release (``AIORTC_VERSION``), and
+track yields packets, choosing the ICE host addresses, or bounding what a hostile peer can make
+the relay keep and do (the SSRCs that reach libsrtp, the packet rate, the ICE candidates it
+learns, the retransmissions a NACK asks for). Each hook below reaches into one or two private
+attributes of the pinned aiortc and aioice releases (``AIORTC_VERSION``), and
 ``tests/relay/test_aiortc_internals.py`` has one test per hook that fails, naming the
 attribute, when an upgrade moves it. ``check_internals()`` runs the same attribute checks at
 worker start-up, so a mismatched install fails with a sentence instead of a stack trace mid-call.
