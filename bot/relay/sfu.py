@@ -23,7 +23,13 @@ from aiortc.mediastreams import MediaStreamTrack
 from bot.errors import ConclaveError
 from bot.relay import aiortc_internals as hooks
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
-from bot.relay.offers import MAX_CANDIDATES, OfferedMedia, check_candidates, check_offer
+from bot.relay.offers import (
+    MAX_CANDIDATES,
+    MediaRefused,
+    OfferedMedia,
+    check_candidates,
+    check_offer,
+)
 from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
 
 log = logging.getLogger(__name__)
@@ -176,7 +182,7 @@ class Relay:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
-            raise BadSessionDescription(f"The offer could not be used: {exc}") from exc
+            raise MediaRefused(f"The offer could not be used: {exc}") from exc
         guard = hooks.InboundGuard(
             (ssrc for ssrcs in offered.sources.values() for ssrc in ssrcs),
             offered.announced,
@@ -193,12 +199,12 @@ class Relay:
                 continue  # not sent by the client, or a second track of a kind: not relayed
             mime = hooks.negotiated_mime_type(transceiver)
             if mime != hooks.PREFERRED_CODEC[kind]:
-                raise BadSessionDescription(
+                raise MediaRefused(
                     f"The {kind} track must offer {hooks.PREFERRED_CODEC[kind]} (got {mime})."
                 )
             ssrcs = offered.sources.get(kind)
             if ssrcs is None:  # check_offer reads directions as aiortc does; never, then
-                raise BadSessionDescription(f"The {kind} line sends but announces no SSRC.")
+                raise MediaRefused(f"The {kind} line sends but announces no SSRC.")
             p.published[kind] = PublishedTrack(
                 participant, kind, transceiver, clock, self.counters, ssrcs
             )

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiortc import RTCRtpSender
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from bot.relay import control
@@ -196,6 +197,22 @@ async def test_an_offer_with_many_lines_or_candidates_starts_nothing(worker: Sta
         assert f"The offer has {many} {kind} media lines" in result["error"]
         assert "at most one audio and one video line" in result["error"]
         assert (relay.rooms, relay.participants) == (0, 0)
+    # Not the codec Conclave's media profile defines: refused the same way.
+    h264 = make_peer_connection()
+    try:
+        line = h264.addTransceiver("video", direction="sendonly")
+        line.setCodecPreferences(
+            [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/H264"]
+        )
+        await h264.setLocalDescription(await h264.createOffer())
+        offer = control.sdp("offer", h264.localDescription.sdp)
+    finally:
+        await h264.close()
+    refused = await core.request("join", room="r", participant="mal", offer=offer)
+    assert not refused["ok"] and refused["code"] == "media_refused", refused
+    assert "must offer video/VP8" in refused["error"]
+    assert (relay.rooms, relay.participants) == (0, 0)
+
     # Candidates are addresses the relay would send checks to: a few dozen at most, in an
     # offer or in an answer.
     candidates = "".join(f"a=candidate:{n} 1 udp 1 192.0.2.{n} 9 typ host\r\n" for n in range(99))
