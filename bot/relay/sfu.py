@@ -230,6 +230,8 @@ class Relay:
             self._renegotiate(newcomer)
 
     def _subscribe(self, subscriber: Participant, track: PublishedTrack) -> None:
+        if any(f.subscriber is subscriber for f in track.forwards):
+            return  # joins that crossed: the other's connect already made this pair
         transceiver = subscriber.pc.addTransceiver(
             hooks.SilentTrack(track.kind, f"{track.owner}-{track.kind}"), direction="sendonly"
         )

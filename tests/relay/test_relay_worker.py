@@ -193,3 +193,30 @@ async def test_subscriber_without_media_and_bad_requests(
     assert "limit" in errors[2]["message"]
     stats = await core.request("stats")
     assert stats["ok"] and stats["participants"] == 2
+
+
+async def test_joins_that_cross_subscribe_each_pair_once(
+    started: Callable[[Secret], Awaitable[FakeCore]],
+) -> None:
+    """Two joins answered before either's subscriptions are made: each connect sees both
+    members, and a pair must still be subscribed once, not once per connect (a duplicate
+    track carries the same frames twice, and the receiver drops the copies as replays)."""
+    core = await started(SECRET)
+    await asyncio.wait_for(core.ready.wait(), 20)
+    ana, ben = FakeClient("ana"), FakeClient("ben")
+    await asyncio.gather(core.join("r1", ana), core.join("r1", ben))
+    for sub, pub in ((ana, "ben"), (ben, "ana")):
+        for kind in ("video", "audio"):
+            await eventually(
+                functools.partial(_frames_from, sub, pub, kind, 10),
+                f"{sub.name} gets {pub}'s {kind}",
+            )
+    for client in (ana, ben):
+        receiving = [t for t in client.pc.getTransceivers() if t.direction == "recvonly"]
+        assert len(receiving) == 2, f"{client.name} was subscribed {len(receiving)} times"
+        assert all(got.dropped == 0 for got in client.received.values())
+
+
+def _frames_from(sub: FakeClient, pub: str, kind: str, frames: int) -> bool:
+    got = sub.received.get((pub, kind))
+    return got is not None and len(got.frames) >= frames
