@@ -99,6 +99,7 @@ class Application:
             "CONCLAVE_RELAY_ICE_USERNAME": relay.ice_username,
             "CONCLAVE_RELAY_ICE_CREDENTIAL": relay.ice_credential.reveal(),
             "CONCLAVE_RELAY_HOST_ADDRESSES": ",".join(relay.host_addresses),
+            "CONCLAVE_RELAY_MAX_PACKET_RATE": str(relay.max_packet_rate),
             "CONCLAVE_LOGGING_LEVEL": self.settings.logging.level,
         }
         self._workers = LocalWorkers(

@@ -150,6 +150,7 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
             ice_username=relay.ice_username,
             ice_credential=relay.ice_credential,
             host_addresses=relay.host_addresses,
+            max_packet_rate=relay.max_packet_rate,
             stop=stop,
         )
 
