@@ -148,7 +148,7 @@ BadHello = Callable[[Meeting], tuple[Frame, str]]
 
 
 def _pad_over_limit(m: Meeting) -> tuple[Frame, str]:
-    message = {"type": "hello", "room": m.room_id, "invite": m.cred("ana")}
+    message = {"type": "hello", "version": 2, "room": m.room_id, "invite": m.cred("ana")}
     message["pad"] = "x" * (MAX_MESSAGE_BYTES + 1024)
     return json.dumps(message), "too_large"
 
@@ -173,8 +173,20 @@ BAD_HELLOS: dict[str, BadHello] = {
     "unknown_type_before_admission": lambda m: (json.dumps({"type": "ping"}), "unknown_type"),
     "binary_frame": lambda m: (hello_invite(m.room_id, m.cred("ana")).encode(), "bad_message"),
     "over_64_kib": _pad_over_limit,
+    "no_version": lambda m: (
+        json.dumps({"type": "hello", "room": m.room_id, "invite": m.cred("ana")}),
+        "unsupported_version",
+    ),
+    "version_1": lambda m: (
+        json.dumps({"type": "hello", "version": 1, "room": m.room_id, "invite": m.cred("ana")}),
+        "unsupported_version",
+    ),
+    "version_true": lambda m: (
+        json.dumps({"type": "hello", "version": True, "room": m.room_id, "invite": m.cred("ana")}),
+        "unsupported_version",
+    ),
     "missing_room": lambda m: (
-        json.dumps({"type": "hello", "invite": m.cred("ana")}),
+        json.dumps({"type": "hello", "version": 2, "invite": m.cred("ana")}),
         "bad_message",
     ),
     "unknown_room": lambda m: (
@@ -185,7 +197,7 @@ BAD_HELLOS: dict[str, BadHello] = {
     "invite_without_secret": lambda m: (hello_invite(m.room_id, m.invite_id("ana")), "bad_invite"),
     "forged_secret": _forged_secret,
 }
-PROTOCOL_ERRORS = {"bad_message", "unknown_type", "too_large"}
+PROTOCOL_ERRORS = {"bad_message", "unknown_type", "too_large", "unsupported_version"}
 
 
 @pytest.mark.parametrize("case", sorted(BAD_HELLOS))
@@ -334,7 +346,12 @@ async def test_a_frame_over_the_wire_limit_is_dropped_by_aiohttp(
     ben = await join(server, http, stack, meeting, "ben")
 
     ws = await connect(server, http, stack)
-    message = {"type": "hello", "room": meeting.room_id, "invite": meeting.cred("ana")}
+    message = {
+        "type": "hello",
+        "version": 2,
+        "room": meeting.room_id,
+        "invite": meeting.cred("ana"),
+    }
     message["pad"] = "x" * (WIRE_LIMIT + 1024)
     await ws.send_str(json.dumps(message))
     close_code = await expect_closed(ws)

@@ -21,7 +21,7 @@ from bot.e2ee.errors import KeysTampered
 from bot.e2ee.roster import RosterView
 from bot.errors import ConclaveError, ProtocolError
 from bot.secret import Secret
-from bot.signaling.envelope import MAX_MESSAGE_BYTES, encode
+from bot.signaling.envelope import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, encode
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class ClientSession:
             self._ws = ws
             ticker = asyncio.ensure_future(self._tick())
             try:
-                await ws.send_str(encode("hello", **hello))
+                await ws.send_str(encode("hello", version=PROTOCOL_VERSION, **hello))
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         break

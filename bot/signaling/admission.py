@@ -20,13 +20,24 @@ from bot.core.models import Admission
 from bot.core.service import MeetingService
 from bot.errors import ConclaveError, ProtocolError
 from bot.signaling.closing import CLOSE_PROTOCOL, CLOSE_REFUSED, refuse
-from bot.signaling.envelope import decode_frame, text_field
+from bot.signaling.envelope import PROTOCOL_VERSION, decode_frame, text_field
 from bot.signaling.outbox import Outbox
 from bot.signaling.room import Arrival, LiveRoom
 
 log = logging.getLogger(__name__)
 
 HELLO_TYPES = frozenset({"hello"})
+
+
+class UnsupportedVersion(ProtocolError):
+    code = "unsupported_version"
+
+    def __init__(self, version: object) -> None:
+        spoken = f"version {version}" if isinstance(version, int) else "an older version"
+        super().__init__(
+            f"This client speaks {spoken} of the meeting protocol and this server speaks version "
+            f"{PROTOCOL_VERSION}: reload the page, or update conclave."
+        )
 
 
 class RoomFull(ConclaveError):
@@ -105,6 +116,10 @@ class Admissions:
             hello = decode_frame(msg, HELLO_TYPES)
             if hello is None:
                 return None
+            # Before any credential is looked at: an old client must not spend its invite.
+            version = hello.get("version")
+            if version != PROTOCOL_VERSION or isinstance(version, bool):
+                raise UnsupportedVersion(version)
             if "resume" in hello:
                 token = text_field(hello, "resume")
                 # Known before the service looks, so that a kick meanwhile is heard.

@@ -16,6 +16,8 @@ from aiohttp import WSMessage, WSMsgType
 from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
+# docs/PROTOCOL.md's version: every hello names it, and the hub speaks only this one.
+PROTOCOL_VERSION: Final = 2
 _MAX_TYPE_LENGTH: Final = 32
 
 

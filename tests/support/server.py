@@ -162,8 +162,8 @@ async def expect_refused(
 
 
 def hello_invite(room_id: str, credential: str) -> str:
-    return json.dumps({"type": "hello", "room": room_id, "invite": credential})
+    return json.dumps({"type": "hello", "version": 2, "room": room_id, "invite": credential})
 
 
 def hello_resume(token: str) -> str:
-    return json.dumps({"type": "hello", "resume": token})
+    return json.dumps({"type": "hello", "version": 2, "resume": token})
