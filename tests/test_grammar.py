@@ -16,6 +16,7 @@ from bot.commands.grammar import (
     ReissueLink,
     UnlockRoom,
     parse,
+    parse_mention,
 )
 from bot.errors import CommandError, TooManyInvitees
 
@@ -147,3 +148,14 @@ def test_a_typo_of_a_subcommand_is_refused_with_a_suggestion() -> None:
     # Topics that merely start like a command word still create rooms.
     assert p("Endgame review") == CreateRoom((), "Endgame review", False, None)
     assert p("lokc @ana") == CreateRoom((Mention("ana", "ana"),), "lokc", False, None)
+
+
+@pytest.mark.parametrize("token", ["@ana\n", "<@U123>\n", "@ana@ben", "x@ana", "<@U1>>"])
+def test_a_mention_is_the_whole_token(token: str) -> None:
+    assert parse_mention(token) is None
+
+
+def test_mentions_in_each_platforms_form() -> None:
+    assert parse_mention("@ana") == Mention("ana", "ana")
+    assert parse_mention("<@U123|ana>") == Mention("U123", "ana")
+    assert parse_mention("<@!42>") == Mention("42", None)

@@ -27,7 +27,7 @@ from bot.durations import parse_duration
 from bot.errors import CommandError, TooManyInvitees
 
 SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "reissue", "list", "help")
-_MENTION = re.compile(r"^<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>$|^@([A-Za-z0-9._-]{1,64})$")
+_MENTION = re.compile(r"<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>|@([A-Za-z0-9._-]{1,64})")
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ Command = (
 
 
 def parse_mention(token: str) -> Mention | None:
-    match = _MENTION.match(token)
+    match = _MENTION.fullmatch(token)
     if match is None:
         return None
     if match.group(3) is not None:
