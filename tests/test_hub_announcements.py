@@ -5,6 +5,8 @@ closed and its keys reach no roster."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -13,10 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.client.session import ClientSession
+from bot.core.links import parse_link
+from bot.e2ee.identity import MeetingKeys
 from bot.signaling.hub import CLOSE_PROTOCOL
 from tests.support.keys import announced_keys
-from tests.support.meeting import Peer, collect_until, entry_of, join, make_meeting
-from tests.support.server import Running, expect_refused, receive_until, serve
+from tests.support.meeting import Peer, collect_until, connect, entry_of, join, make_meeting
+from tests.support.server import Running, expect_refused, hello_resume, receive_until, serve
 
 
 @pytest.fixture
@@ -97,3 +102,84 @@ async def test_a_signed_announcement_reaches_the_roster_with_its_signature(
     )
     assert entry_of(update, ana.participant_id)["keys"] == keys
     assert set(keys) == {"x25519", "ed25519", "signature"}
+
+
+# --- a participant's keys across its resumes ----------------------------------------------------
+
+
+async def resume(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack, peer: Peer
+) -> Peer:
+    """Resume ``peer``'s session on a new connection while its old one is still open."""
+    ws = await connect(server, http, stack)
+    await ws.send_str(hello_resume(peer.resume_token))
+    welcome = await receive_until(ws, "welcome")
+    return Peer(ws, welcome)
+
+
+async def test_a_resumed_connection_shows_the_keys_announced_before(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    meeting = await make_meeting(server, "ana", "ben")
+    ben = await join(server, http, stack, meeting, "ben")
+    ana = await join(server, http, stack, meeting, "ana")
+    keys = announced_keys(ana.welcome)
+    await ana.send("keys", **keys)
+    await receive_until(
+        ben.ws,
+        "roster",
+        lambda m: any(
+            e["participant_id"] == ana.participant_id and "keys" in e for e in m["roster"]
+        ),
+    )
+
+    again = await resume(server, http, stack, ana)
+    # No moment without keys (which would make every code pending): the roster the resume
+    # sends already carries them...
+    roster = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 2)
+    assert entry_of(roster, ana.participant_id)["keys"] == keys
+    # ...and announcing them again on the new connection is accepted, once.
+    await again.send("keys", **keys)
+    await again.send("keys", **keys)
+    warning = await receive_until(again.ws, "warning")
+    assert warning["code"] == "keys_fixed"
+
+
+async def test_new_keys_after_a_resume_show_as_a_leave_and_a_return(
+    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+) -> None:
+    """A participant that resumes (its old connection still open, so no leave) and announces
+    new keys. Honest clients take new keys for a known id as the server swapping them and
+    leave, so the hub must show the participant leave first. Ben is a real client."""
+    meeting = await make_meeting(server, "ana", "ben")
+    lines: list[str] = []
+    ben = ClientSession(parse_link(meeting.invites["ben"].link.reveal()), lines.append)
+    running = asyncio.ensure_future(ben.run(None))
+    try:
+        ana = await join(server, http, stack, meeting, "ana")
+        await ana.send("keys", **announced_keys(ana.welcome))
+        await until(lambda: any(CODE.fullmatch(line) for line in lines), "a code at ben's")
+        first = [line for line in lines if CODE.fullmatch(line)][-1]
+
+        again = await resume(server, http, stack, ana)
+        await again.send("keys", **announced_keys(again.welcome, MeetingKeys.generate()))
+        await until(
+            lambda: any(CODE.fullmatch(line) and line != first for line in lines),
+            "a new code at ben's",
+        )
+        assert not running.done() and ben.ended is None, lines
+        assert not any("tampering" in line for line in lines)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    for _ in range(200):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+CODE = re.compile(r"security code: \d{5}( \d{5}){5}")

@@ -199,6 +199,7 @@ class Hub:
             replaced = encode("error", code="replaced", message="Rejoined elsewhere.")
             previous.outbox.close(CLOSE_REPLACED, b"replaced", replaced)
         live.members[p.id] = conn
+        conn.keys = live.keys.get(p.id)
         conn.admitted = not room.lobby or conn.is_host or p.id in live.admitted_ids
         if conn.admitted:
             live.admitted_ids.add(p.id)
@@ -282,7 +283,7 @@ class Hub:
         await conn.send(encode("pong"))
 
     async def _keys(self, conn: Connection, message: dict[str, Any]) -> None:
-        if conn.keys is not None:
+        if conn.announced:
             raise Refusal("keys_fixed", "This connection's public keys are already announced.")
         # Parsed and verified exactly as the clients will, so nobody can announce keys that the
         # others' clients choke on or refuse: signed for this connection's room and participant.
@@ -296,8 +297,17 @@ class Hub:
         p = conn.participant
         if not announced.verifies(p.room_id, p.id, p.sender_index):
             raise ProtocolError("The key announcement is not signed for this room and participant.")
-        conn.keys = announced.to_json()
-        await self._broadcast_roster(conn.participant.room_id)
+        conn.announced = True
+        keys = announced.to_json()
+        live = self._rooms[p.room_id]
+        if live.keys.get(p.id, keys) != keys:
+            # A device that lost its keys (a reloaded page) is back with new ones. Clients take
+            # new keys for a participant only after it has left the roster (anything else is a
+            # server swapping keys), so the roster shows it leave first; the code changes.
+            without = [e for e in live.roster() if e["participant_id"] != p.id]
+            await self._broadcast(p.room_id, encode("roster", roster=without))
+        live.keys[p.id] = conn.keys = keys
+        await self._broadcast_roster(p.room_id)
 
     async def _key(self, conn: Connection, message: dict[str, Any]) -> None:
         # The hub routes key messages by their envelope and never looks inside the payload.

@@ -51,6 +51,7 @@ class Connection:
     participant: Participant
     bucket: TokenBucket
     keys: dict[str, str] | None = None
+    announced: bool = False  # keys announced on this connection (a resume restores ``keys``)
     admitted: bool = False
     published: bool = False
     # Set once the client holds the relay's answer: relay offers must not overtake it.
@@ -86,6 +87,9 @@ class LiveRoom:
     members: dict[str, Connection] = field(default_factory=dict)
     # Guests the host let in stay let in if their connection drops and resumes.
     admitted_ids: set[str] = field(default_factory=set)
+    # Each participant's latest key announcement, kept across its resumes: peers hold on to a
+    # participant's keys until it leaves the roster, so a resume must show the same ones.
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def admitted(self) -> list[Connection]:
         return sorted(
