@@ -169,6 +169,8 @@ async def test_new_keys_after_a_resume_show_as_a_leave_and_a_return(
         )
         assert not running.done() and ben.ended is None, lines
         assert not any("tampering" in line for line in lines)
+        # People are told to compare again, not left to spot a changed number.
+        assert "the security code changed: compare it with the others again" in lines
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

@@ -102,6 +102,7 @@ class ClientSession:
         self._retry: asyncio.Future[None] | None = None
         self._publish_attempts = 0
         self._welcomes = 0
+        self._last_code: str | None = None  # the last code shown, pending lines aside
 
     # --- connection ------------------------------------------------------------------------
 
@@ -337,6 +338,13 @@ class ClientSession:
             await self.send("key", to=out.to, payload=out.payload)
         line = _code_line(self.keyring.view)
         if line != self._code:
+            code = self.keyring.view.code
+            if code is not None and code != self._last_code and self._last_code is not None:
+                # Someone came or went, or their keys changed: the earlier comparison no
+                # longer vouches for this roster.
+                self._say("the security code changed: compare it with the others again")
+            if code is not None:
+                self._last_code = code
             self._code = line
             self._say(line)
 
