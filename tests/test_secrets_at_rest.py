@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 from bot.core.models import Admission
@@ -37,8 +39,13 @@ async def test_no_secret_reaches_disk(
     admissions: list[Admission] = [
         await service.redeem(made.room.id, cred) for cred in credentials[:4]
     ]
+    # Resumes keep the token they were made with (its hash) as the previous one: u0's first
+    # welcome is lost and it retries with its first token; u1 resumes twice.
+    resumed = [await service.resume(a.resume_token.reveal()) for a in admissions[:2]]
+    resumed.append(await service.resume(admissions[0].resume_token.reveal()))
+    resumed.append(await service.resume(resumed[1].resume_token.reveal()))
     secrets = [c.split(".", 1)[1] for c in credentials]
-    secrets += [a.resume_token.reveal().split(".", 1)[1] for a in admissions]
+    secrets += [a.resume_token.reveal().split(".", 1)[1] for a in (*admissions, *resumed)]
 
     # Read while the store is open (the WAL holds the newest pages) and after it closes.
     for moment in ("open", "closed"):
@@ -51,6 +58,16 @@ async def test_no_secret_reaches_disk(
             assert _raw(secret) not in data, f"raw secret bytes on disk ({moment})"
         # What is stored instead: the hash. Its presence shows the scan reads the right bytes.
         assert hashlib.sha256(secrets[0].encode()).digest() in data
+    # The previous tokens too are stored as hashes, in their own column.
+    with closing(sqlite3.connect(store.path)) as db:
+        previous = dict(db.execute("SELECT id, prev_resume_hash FROM participants"))
+    # u0's previous token is its first (the retry kept it); u1's is the one it resumed with last.
+    for pid, made_with in (
+        (admissions[0].participant.id, admissions[0]),
+        (admissions[1].participant.id, resumed[1]),
+    ):
+        secret = made_with.resume_token.reveal().split(".", 1)[1]
+        assert previous[pid] == hashlib.sha256(secret.encode()).digest()
 
 
 def test_secret_types_print_redacted() -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from bot.errors import StoreError
-from bot.store.migrations import SCHEMA_VERSION
+from bot.core.policy import MeetingPolicy
+from bot.core.service import MeetingService
+from bot.errors import BadResumeToken, StoreError
+from bot.secret import Secret
+from bot.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from bot.store.sqlite import SqliteStore
+from bot.tokens import hash_secret
+from tests.support.fakes import FakeClock
 
 
 async def test_fresh_database_is_migrated_with_wal_and_foreign_keys(tmp_path: Path) -> None:
@@ -60,3 +67,43 @@ async def test_unopenable_path_is_a_store_error(tmp_path: Path) -> None:
     store = SqliteStore(blocker / "conclave.db")
     with pytest.raises(StoreError, match="Cannot open the database"):
         await store.open()
+
+
+async def test_a_session_from_schema_1_survives_the_upgrade(tmp_path: Path) -> None:
+    """Migration 2 adds the previous resume hash; a participant connected before the upgrade
+    still resumes with its token, which then works again until its successor is used."""
+    path = tmp_path / "old.db"
+    secret = Secret(secrets.token_urlsafe(32))
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(MIGRATIONS[0])
+        db.execute(
+            "INSERT INTO rooms VALUES ('r', 'Sync', 'console', 'local', 'hana', 'Hana', 'open',"
+            " 0, 0, 1e12, NULL)"
+        )
+        db.execute(
+            "INSERT INTO invites VALUES ('i', 'r', 'ana', 'Ana', 'guest', ?, 'redeemed', 0, 1e12,"
+            " 1)",
+            (hash_secret(Secret("invite")),),
+        )
+        db.execute(
+            "INSERT INTO participants VALUES ('pana', 'r', 'i', 'ana', 'Ana', 'guest', 1, ?,"
+            " 'active', 1)",
+            (hash_secret(secret),),
+        )
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        service = MeetingService(store, MeetingPolicy(), "http://127.0.0.1:8080", FakeClock())
+        token = f"pana.{secret.reveal()}"
+        lost = await service.resume(token)
+        retried = await service.resume(token)
+        assert lost.participant.id == retried.participant.id == "pana"
+        await service.resume(retried.resume_token.reveal())
+        with pytest.raises(BadResumeToken):
+            await service.resume(token)
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -101,6 +101,9 @@ class Participant:
     state: ParticipantState
     joined_at: float
     resume_hash: bytes = field(default=b"", repr=False)
+    # The token the last resume was made with, kept until the token it handed out is used: that
+    # welcome may never have reached the device, which then still holds only this one.
+    prev_resume_hash: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from bot.core.models import (
     Invite,
     InviteState,
     IssuedInvite,
+    Participant,
     ParticipantState,
     Reissued,
     Role,
@@ -57,6 +58,12 @@ log = logging.getLogger(__name__)
 
 def _actor(user: UserRef) -> str:
     return f"{user.platform}:{user.workspace}:{user.user_id}"
+
+
+def _holds_resume(participant: Participant, secret: Secret) -> bool:
+    """Whether ``secret`` is the participant's current resume token or the previous one."""
+    hashes = (participant.resume_hash, participant.prev_resume_hash)
+    return any(h is not None and secret_matches(secret, h) for h in hashes)
 
 
 class MeetingService:
@@ -233,11 +240,12 @@ class MeetingService:
         )
 
     async def resume(self, token: str) -> Admission:
-        """Readmit a participant whose connection dropped, with a new token: each token works
-        once, so one copied off a device stops working when that device next rejoins."""
+        """Readmit a participant whose connection dropped, with a new token. The previous one
+        still works until the new one is used (its welcome may have been lost), so a token
+        copied off a device dies once that device resumes with the token it was last given."""
         participant_id, secret = split_resume_token(token)
         found = await self._store.find_session(participant_id)
-        if found is None or not secret_matches(secret, found[1].resume_hash):
+        if found is None or not _holds_resume(found[1], secret):
             raise BadResumeToken()
         room, participant = found
         if room.is_over(self._clock.now()):
@@ -250,13 +258,14 @@ class MeetingService:
         if wait > 0:
             raise ResumeTooSoon(wait)
         fresh = new_secret()
-        if not await self._store.rotate_resume(
-            participant.id, participant.resume_hash, hash_secret(fresh)
-        ):
-            raise BadResumeToken()  # another resume with the same token got there first
+        rotated = await self._store.rotate_resume(
+            participant.id, hash_secret(secret), hash_secret(fresh)
+        )
+        if rotated is None:
+            raise BadResumeToken()  # a kick, or a resume with the newer token, got there first
         return Admission(
             room=room,
-            participant=replace(participant, resume_hash=hash_secret(fresh)),
+            participant=rotated,
             resume_token=Secret(f"{participant.id}.{fresh.reveal()}"),
         )
 

@@ -91,8 +91,15 @@ class Store(Protocol):
     async def revoke_session(self, participant_id: str, actor: str, now: float) -> bool:
         """Revoke one participant's session (a kick); False if it was not active."""
 
-    async def rotate_resume(self, participant_id: str, old_hash: bytes, new_hash: bytes) -> bool:
-        """Replace an active session's resume hash if it still is ``old_hash``; else False."""
+    async def rotate_resume(
+        self, participant_id: str, presented_hash: bytes, new_hash: bytes
+    ) -> Participant | None:
+        """Give an active session the resume hash ``new_hash``, atomically; the session after.
+
+        If ``presented_hash`` is the current hash, it becomes the previous one. If it is the
+        previous hash (the welcome that carried the current one was lost), the previous stays
+        and the current is replaced. Otherwise, or if the session is not active, None.
+        """
 
     async def record_link_reuse(
         self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float

@@ -70,6 +70,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE TRIGGER audit_is_append_only_delete BEFORE DELETE ON audit
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     """,
+    # 2: the previous resume token's hash, so that a resume whose welcome was lost can be retried.
+    """
+    ALTER TABLE participants ADD COLUMN prev_resume_hash BLOB
+        CHECK (prev_resume_hash IS NULL OR length(prev_resume_hash) = 32);
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

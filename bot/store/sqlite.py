@@ -9,6 +9,7 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -53,7 +54,7 @@ _INVITE_COLUMNS = (
 )
 _PARTICIPANT_COLUMNS = (
     "id, room_id, invite_id, user_id, display_name, role, sender_index, state, joined_at, "
-    "resume_hash"
+    "resume_hash, prev_resume_hash"
 )
 
 
@@ -100,6 +101,7 @@ def _participant(row: Sequence[Any]) -> Participant:
         state=ParticipantState(row[7]),
         joined_at=row[8],
         resume_hash=bytes(row[9]),
+        prev_resume_hash=None if row[10] is None else bytes(row[10]),
     )
 
 
@@ -515,7 +517,7 @@ class SqliteStore:
             )
             await db.execute(
                 f"INSERT INTO participants ({_PARTICIPANT_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     participant.id,
                     participant.room_id,
@@ -527,6 +529,7 @@ class SqliteStore:
                     participant.state.value,
                     participant.joined_at,
                     participant.resume_hash,
+                    participant.prev_resume_hash,
                 ),
             )
             await self._audit(
@@ -575,15 +578,35 @@ class SqliteStore:
         await self._audit(db, now, room_id, actor, "participant_kicked", participant=participant_id)
         return True
 
-    async def rotate_resume(self, participant_id: str, old_hash: bytes, new_hash: bytes) -> bool:
+    async def rotate_resume(
+        self, participant_id: str, presented_hash: bytes, new_hash: bytes
+    ) -> Participant | None:
         async with self._write() as db:
-            # Compare-and-set on the old hash: of two resumes with one token, one wins.
-            cur = await db.execute(
-                "UPDATE participants SET resume_hash = ? "
-                "WHERE id = ? AND resume_hash = ? AND state = 'active'",
-                (new_hash, participant_id, old_hash),
+            # Read and update in one write transaction, so concurrent resumes see each other's
+            # rotation; the hashes are compared in constant time.
+            row = await self._one(
+                db,
+                f"SELECT {_PARTICIPANT_COLUMNS} FROM participants "
+                "WHERE id = ? AND state = 'active'",
+                (participant_id,),
             )
-            return cur.rowcount == 1
+            if row is None:
+                return None
+            found = _participant(row)
+            if hmac.compare_digest(presented_hash, found.resume_hash):
+                # The current token is used: the one before it dies now.
+                previous = found.resume_hash
+            elif found.prev_resume_hash is not None and hmac.compare_digest(
+                presented_hash, found.prev_resume_hash
+            ):
+                previous = found.prev_resume_hash
+            else:
+                return None
+            await db.execute(
+                "UPDATE participants SET resume_hash = ?, prev_resume_hash = ? WHERE id = ?",
+                (new_hash, previous, participant_id),
+            )
+            return replace(found, resume_hash=new_hash, prev_resume_hash=previous)
 
     async def record_link_reuse(
         self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float
