@@ -5,7 +5,8 @@ proxy (tests/support/lying_server.py) that rewrites the rosters each one is show
 open every key message it routes with key pairs of its own. In each attack either the server
 opens no sender key, or each client whose key it opens shows a security code unlike the others'
 and unlike the one over the real keys; a client shown its own keys replaced, or a known
-participant's keys changed, leaves with the tampering sentence.
+participant's keys changed, leaves with the tampering sentence; so does a client shown a
+participant that the server made up with a real participant's sender index.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from bot.core.links import parse_link
 from bot.e2ee.code import security_code
 from bot.e2ee.errors import KeysTampered
 from bot.e2ee.identity import MeetingKeys, PublicKeys
+from bot.e2ee.media import Codec, protect
+from bot.e2ee.senderkeys import SenderKeys
+from bot.e2ee.transport import message_to_text, seal_sender_key
 from tests.support.fakes import user
 from tests.support.lying_server import LyingServer, Roster, lying_server
 from tests.support.server import Running, serve
@@ -36,6 +40,8 @@ from tests.support.server import Running, serve
 CODE = re.compile(r"security code: (\d{5}(?: \d{5}){5})")
 SENTENCE = "The server is tampering with the meeting's keys: "
 WAIT = 10.0
+VP8_FRAME = bytes.fromhex("5042009d012a8002e001") + b"picture"
+GHOST = "p-ghost"
 
 
 async def until(condition: Callable[[], bool], what: str) -> None:
@@ -365,3 +371,122 @@ async def test_a_client_past_the_resume_limit_waits_and_rejoins(meeting: Meeting
     meeting.server.clock.advance(meeting.server.app.service.policy.resume_window + 1)
     await until(lambda: ana.lines.count("rejoined") == limit + 1, "rejoined after the window")
     assert not ana.task.done() and ana.session is not None and ana.session.ended is None
+
+
+# --- a participant the server makes up, with a real participant's sender index ---------------
+
+
+def real_entries(meeting: Meeting) -> dict[str, dict[str, Any]]:
+    return {e["participant_id"]: e for e in meeting.server.app.hub.roster(meeting.room_id)}
+
+
+def show_ghost(meeting: Meeting, *, index: int, viewers: set[str], hide: str | None) -> None:
+    """Show ``viewers`` one more entry, "Ghost", with keys the server made and signed for
+    ``index``: an announcement that verifies; ``hide`` is left out of their rosters."""
+
+    def rewrite(viewer: str, roster: Roster) -> Roster:
+        if shown_to(meeting, viewer, roster) not in viewers:
+            return roster
+        template = {**roster[0], "participant_id": GHOST, "name": "Ghost", "sender_index": index}
+        kept = [e for e in roster if e["name"].lower() != hide]
+        return [*kept, meeting.liar.forged(template, meeting.room_id)]
+
+    meeting.liar.fakes.setdefault(GHOST, MeetingKeys.generate())
+    meeting.liar.rewrite = rewrite
+
+
+async def attack_with_a_ghost(meeting: Meeting, victim: str, index: int) -> SenderKeys:
+    """The ghost's key for ``index``, three generations newer than the real owner's, sealed to
+    the victim, reaches it just before the roster that shows the ghost. Returns the ghost's
+    keys, whose frames would carry ``index``."""
+    victim_pid = meeting.pid(victim)
+    assert victim_pid is not None
+    ghost = SenderKeys(index, activation_delay=0.0)
+    for _ in range(3):
+        ghost.on_leave(0.0)
+    ghost.tick(0.0)
+    sealed = seal_sender_key(
+        ghost.current_key,
+        room_id=meeting.room_id,
+        sender_id=GHOST,
+        sender_keys=meeting.liar.fakes[GHOST],
+        recipient_id=victim_pid,
+        recipient=PublicKeys.from_json(real_entries(meeting)[victim_pid]["keys"]),
+    )
+    payload = message_to_text(sealed)
+    await meeting.liar.send(victim_pid, {"type": "key", "from": GHOST, "payload": payload})
+    await meeting.liar.reshow(victim_pid)
+    return ghost
+
+
+def assert_nothing_of_the_ghost_accepted(person: Person, ghost: SenderKeys) -> None:
+    assert person.session is not None and person.session.keyring is not None
+    keyring = person.session.keyring
+    assert ghost.current_key.kid not in keyring.sender_keys.held_kids()
+    frame = protect(Codec.VP8, VP8_FRAME, lambda md, pt: ghost.encrypt(md, pt, 0.0))
+    assert keyring.unprotect(Codec.VP8, frame, ghost.sender_index) is None
+
+
+async def test_a_ghost_with_a_real_participants_sender_index_makes_everyone_leave(
+    meeting: Meeting,
+) -> None:
+    """Every client is shown a made-up "Ghost" whose announcement the server signed for Ben's
+    sender index: every code would still agree, and the ghost's frames would show as Ben's
+    (and, when it left, everyone would forget Ben's keys). Each client leaves instead."""
+    ana, ben, cy = people = await meeting.join_all("ana", "ben", "cy")
+    await until(lambda: meeting.true_code() is not None, "everyone's keys announced")
+    true_code = meeting.true_code()
+    await until(lambda: all(p.code() == true_code for p in people), "three equal codes")
+    ben_pid = meeting.pid("ben")
+    assert ben_pid is not None
+    index = int(real_entries(meeting)[ben_pid]["sender_index"])
+
+    show_ghost(meeting, index=index, viewers={"ana", "ben", "cy"}, hide=None)
+    ghost = await attack_with_a_ghost(meeting, "ana", index)
+    for person in (ben, cy):
+        pid = meeting.pid(person.name)
+        assert pid is not None
+        await meeting.liar.reshow(pid)
+    for person in people:
+        with pytest.raises(KeysTampered, match="two participants with one sender index") as raised:
+            await asyncio.wait_for(person.task, WAIT)
+        assert str(raised.value).startswith(SENTENCE)
+        assert person.session is not None and person.session.ended == "keys_tampered"
+    assert_nothing_of_the_ghost_accepted(ana, ghost)
+    # Ben's own keys are still Ana's: his frames still pass on his index.
+    assert ben.session is not None and ben.session.keyring is not None
+    assert ana.session is not None and ana.session.keyring is not None
+    ben_frame = ben.session.keyring.protect(Codec.VP8, VP8_FRAME)
+    assert ana.session.keyring.unprotect(Codec.VP8, ben_frame, index) == VP8_FRAME
+    await meeting.finish()
+
+    assert all(routed.to != GHOST for routed in meeting.liar.routed)
+    assert meeting.liar.opened == []
+
+
+async def test_a_ghost_given_the_index_of_someone_hidden_makes_the_viewer_leave(
+    meeting: Meeting,
+) -> None:
+    """Ana alone is shown Ben leave and a made-up "Ghost" come in with Ben's sender index: a
+    rotation she would seal to the ghost. She remembers whose index it was, and leaves."""
+    ana, ben, cy = await meeting.join_all("ana", "ben", "cy")
+    await until(lambda: meeting.true_code() is not None, "everyone's keys announced")
+    true_code = meeting.true_code()
+    await until(lambda: all(p.code() == true_code for p in (ana, ben, cy)), "three equal codes")
+    ben_pid = meeting.pid("ben")
+    assert ben_pid is not None
+    index = int(real_entries(meeting)[ben_pid]["sender_index"])
+    sent_before = len(meeting.sent_by("ana"))
+
+    show_ghost(meeting, index=index, viewers={"ana"}, hide="ben")
+    ghost = await attack_with_a_ghost(meeting, "ana", index)
+    expected = rf"it gave sender index {index}, which belonged to Ben \({ben_pid}\), to Ghost"
+    with pytest.raises(KeysTampered, match=expected) as raised:
+        await asyncio.wait_for(ana.task, WAIT)
+    assert str(raised.value).startswith(SENTENCE)
+    assert_nothing_of_the_ghost_accepted(ana, ghost)
+    assert not ben.task.done() and not cy.task.done()
+    await meeting.finish()
+
+    assert len(meeting.sent_by("ana")) == sent_before
+    assert meeting.liar.opened == []

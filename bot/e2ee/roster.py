@@ -5,11 +5,17 @@
 - This client's own entry must carry exactly its own keys and index once it shows any.
 - Keys, once verified for a participant id, stay that participant's until a roster arrives
   without that id: new keys for an id that never left can only be the server's.
+- A sender index belongs to one participant id for the whole meeting (the hub gives each
+  participant the next unused one and never reuses it): two entries with one index, an index
+  shown for an id other than the one it was first shown for, or a peer with this client's own
+  index can only be the server's, which would otherwise show its frames under someone's name
+  (the KID names the sender by index) and make that person's own keys be forgotten.
 - The security code exists only while every entry (this client's included) has verified keys;
   until then it is pending.
 
-The last two rules are fatal (``KeysTampered``); an entry whose announcement is missing or does
-not verify is only unusable, because a participant may not have announced yet.
+Breaking the second, third or fourth rule is fatal (``KeysTampered``); an entry whose
+announcement is missing or does not verify is only unusable, because a participant may not have
+announced yet.
 """
 
 from __future__ import annotations
@@ -74,12 +80,16 @@ class KeyBook:
         self._index = sender_index
         self._own = own
         self._known: dict[str, tuple[int, PublicKeys]] = {}
+        # Every index ever shown, and whose it was ("name (id)" for the sentence); kept for the
+        # meeting's life, across this client's rejoins, unlike ``_known``.
+        self._owners: dict[int, tuple[str, str]] = {sender_index: (participant_id, "this device")}
 
     def view(self, shown: Iterable[ShownEntry]) -> RosterView:
         entries = list(shown)
         ids = [e.participant_id for e in entries]
         if len(set(ids)) != len(ids):
             raise KeysTampered("it showed one participant twice in the roster")
+        self._check_indexes(entries)
         # An id that is no longer in the roster has left; if it comes back, it may bring new keys.
         self._known = {pid: known for pid, known in self._known.items() if pid in ids}
         peers: dict[str, RosterEntry] = {}
@@ -104,6 +114,20 @@ class KeyBook:
         return RosterView(
             peers, tuple(waiting), tuple(rejected), security_code(verified) if complete else None
         )
+
+    def _check_indexes(self, entries: list[ShownEntry]) -> None:
+        indexes = {e.sender_index for e in entries}
+        if len(indexes) != len(entries):
+            raise KeysTampered("it showed two participants with one sender index")
+        for entry in entries:
+            owner, who = self._owners.get(entry.sender_index, (entry.participant_id, ""))
+            if owner != entry.participant_id:
+                raise KeysTampered(
+                    f"it gave sender index {entry.sender_index}, which belonged to {who}, "
+                    f"to {entry.who}"
+                )
+        for entry in entries:
+            self._owners.setdefault(entry.sender_index, (entry.participant_id, entry.who))
 
     def _check_own(self, entry: ShownEntry) -> None:
         announced = entry.announcement()

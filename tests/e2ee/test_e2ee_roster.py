@@ -133,3 +133,54 @@ def test_a_full_man_in_the_middle_shows_everyone_a_different_code() -> None:
         roster = [honest(p) if p == pid else forged(p) for p in KEYS]
         codes.add(book(pid).view(roster).code)
     assert len(codes) == 3 and None not in codes
+
+
+# --- sender indexes: one per participant id for the whole meeting ------------------------------
+
+GHOST = MeetingKeys.generate()  # the server's own pair for a participant it makes up
+
+
+def ghost(index: int) -> ShownEntry:
+    """An entry the server adds, with keys it signed for ``index``: it verifies on its own."""
+    return entry("p_ghost", announce(GHOST, ROOM, "p_ghost", index), index=index)
+
+
+def test_a_ghost_signed_for_a_real_participants_index_is_tampering() -> None:
+    """The ghost's frames would carry Ben's index in their KID, so show as Ben's; its leave
+    would make everyone forget Ben's keys. Each client is shown it, every code would agree."""
+    for viewer in KEYS:
+        with pytest.raises(KeysTampered, match="two participants with one sender index"):
+            book(viewer).view([honest(p) for p in KEYS] + [ghost(INDEX["p_ben"])])
+
+
+def test_an_index_shown_later_for_another_id_is_tampering_even_after_its_holder_left() -> None:
+    ana = book("p_ana")
+    ana.view([honest("p_ana"), honest("p_ben"), honest("p_cy")])
+    ana.view([honest("p_ana"), honest("p_cy")])  # Ben leaves; his index stays his
+    with pytest.raises(KeysTampered) as raised:
+        ana.view([honest("p_ana"), honest("p_cy"), ghost(INDEX["p_ben"])])
+    assert (
+        raised.value.detail
+        == "it gave sender index 2, which belonged to Ben (p_ben), to Ghost (p_ghost)"
+    )
+
+
+def test_an_index_without_keys_counts_too() -> None:
+    ana = book("p_ana")
+    ana.view([honest("p_ana"), entry("p_ben")])  # Ben has not announced yet
+    with pytest.raises(KeysTampered, match="which belonged to Ben"):
+        ana.view([honest("p_ana"), ghost(INDEX["p_ben"])])
+
+
+def test_a_peer_with_this_clients_own_index_is_tampering() -> None:
+    """Even in a roster that leaves this client out (the server may show one mid-rejoin)."""
+    with pytest.raises(KeysTampered, match="index 1, which belonged to this device, to Ghost"):
+        book("p_ana").view([honest("p_ben"), ghost(INDEX["p_ana"])])
+
+
+def test_an_id_back_after_a_leave_keeps_its_index_and_a_newcomer_takes_a_new_one() -> None:
+    ana = book("p_ana")
+    ana.view([honest("p_ana"), honest("p_ben")])
+    ana.view([honest("p_ana")])
+    view = ana.view([honest("p_ana"), honest("p_ben"), ghost(4)])
+    assert set(view.peers) == {"p_ben", "p_ghost"} and view.code is not None

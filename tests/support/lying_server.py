@@ -64,6 +64,7 @@ class LyingServer:
     opened: list[tuple[Routed, bytes]] = field(default_factory=list)  # and the base key
     names: dict[str, str] = field(default_factory=dict)  # participant id -> name, from rosters
     clients: dict[str, web.WebSocketResponse] = field(default_factory=dict)  # by participant id
+    hub_rosters: dict[str, Roster] = field(default_factory=dict)  # the hub's last, by viewer
     _open_connections: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -93,6 +94,18 @@ class LyingServer:
                 self.opened.append((routed, base_key))
                 return
 
+    async def send(self, participant_id: str, message: dict[str, Any]) -> None:
+        """Send one client a message of the server's own making."""
+        await self.clients[participant_id].send_str(json.dumps(message))
+
+    async def reshow(self, participant_id: str) -> None:
+        """Send one client its last roster again, as ``rewrite`` now has it; no need to wait
+        for the hub to change the roster."""
+        roster = self.hub_rosters[participant_id]
+        if self.rewrite is not None:
+            roster = self.rewrite(participant_id, roster)
+        await self.send(participant_id, {"type": "roster", "roster": roster})
+
     async def drop(self, participant_id: str) -> None:
         """Cut one client's connection, as a network failure would."""
         await self.clients[participant_id].close()
@@ -111,6 +124,8 @@ class LyingServer:
             self.clients[viewer[0]] = client
         if message.get("type") in ROSTER_TYPES:
             self.names |= {e["participant_id"]: e["name"] for e in message["roster"]}
+            if viewer:
+                self.hub_rosters[viewer[0]] = message["roster"]
             if self.rewrite is not None and viewer:
                 message["roster"] = self.rewrite(viewer[0], message["roster"])
         return message
