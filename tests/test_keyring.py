@@ -139,3 +139,52 @@ def test_churn_after_a_kick_does_not_keep_the_kicked_reading() -> None:
         clock.now += 0.2
     assert last_read_by_kicked is not None and last_read_by_kicked < kick_at + 2 * delay
     assert ben.unprotect(Codec.VP8, ana.protect(Codec.VP8, VP8_FRAME)) == VP8_FRAME
+
+
+def test_a_sender_index_stays_its_first_owners_across_this_clients_rejoin() -> None:
+    """The server shows Bob leaving while Alice rejoins, then a ghost with Bob's index: its
+    frames would pass as Bob's. Alice remembers whose index 2 was and sends the ghost nothing."""
+    alice, bob = rings("alice", "bob")
+    ghost = Keyring(ROOM, "p-ghost", 2, clock=Clock())
+    alice.on_roster([entry(alice), entry(bob)])
+    alice.rejoin()
+    with pytest.raises(KeysTampered, match="index 2, which belonged to p-bob"):
+        alice.on_roster([entry(alice), entry(ghost)])
+    assert alice.tampered is not None
+
+
+def silent(pid: str, index: int) -> dict[str, Any]:
+    """Someone in the roster who never announces keys."""
+    return {"participant_id": pid, "sender_index": index}
+
+
+def flood(alice: Keyring, sender: str, count: int) -> None:
+    for n in range(count):
+        alice.on_key(sender, f"junk {n}")
+
+
+def test_a_participant_who_never_announces_cannot_crowd_out_others_key_messages() -> None:
+    clock = Clock()
+    alice, bob, cy = rings("alice", "bob", "cy", clock=clock)
+    mute = [silent(f"p-mute{n}", 10 + n) for n in range(8)]
+    alice.on_roster([entry(alice), entry(bob), entry(cy, keys=False), *mute])
+    flood(alice, "p-mute0", 500)  # at most 8 of its own are kept...
+    for m in mute[1:]:
+        flood(alice, str(m["participant_id"]), 8)  # ...and the 64 in all are full
+    # Cy's key arrives before the roster that shows Cy's keys, as it may.
+    bob.on_roster([entry(alice), entry(bob), entry(cy)])
+    deliver(cy, cy.on_roster([entry(alice), entry(bob), entry(cy)]), [alice])
+    alice.on_roster([entry(alice), entry(bob), entry(cy), *mute])
+    clock.now += 2
+    assert alice.unprotect(Codec.VP8, cy.protect(Codec.VP8, VP8_FRAME)) == VP8_FRAME
+
+
+def test_the_waiting_key_messages_of_someone_who_left_are_dropped() -> None:
+    clock = Clock()
+    alice, bob = rings("alice", "bob", clock=clock)
+    alice.on_roster([entry(alice), entry(bob, keys=False)])
+    deliver(bob, bob.on_roster([entry(alice), entry(bob)]), [alice])  # waits for Bob's keys
+    alice.on_roster([entry(alice)])  # Bob leaves before they come: his key is for no one
+    alice.on_roster([entry(alice), entry(bob)])
+    clock.now += 2
+    assert alice.unprotect(Codec.VP8, bob.protect(Codec.VP8, VP8_FRAME)) is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -32,6 +33,12 @@ from bot.e2ee.senderkeys import SenderKey, SenderKeys
 from bot.e2ee.transport import KeyReceiver, message_from_text, message_to_text, seal_sender_key
 
 log = logging.getLogger(__name__)
+
+# Key messages kept from senders whose keys this client has not verified yet (they may arrive
+# just before the roster that verifies them): per sender, and in all, the oldest dropped first,
+# so that nobody who never announces keys can crowd out everyone else's.
+WAITING_PER_SENDER = 8
+WAITING_TOTAL = 64
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Keyring:
         self._roster: dict[str, RosterEntry] = {}
         self._owed: dict[str, SenderKey] = {}  # the newest key each peer is still to be sent
         self._seen_anyone = False
-        self._waiting: list[tuple[str, str]] = []  # key messages from senders not yet rostered
+        self._waiting: deque[tuple[str, str]] = deque()  # (sender, payload), oldest first
         self._rejected: set[str] = set()
         self.view = RosterView({}, (), (), None)
         self.tampered: KeysTampered | None = None
@@ -100,8 +107,9 @@ class Keyring:
         client keys that are not its own, or replaces a peer's keys while it stays."""
         if self.tampered is not None:
             raise self.tampered
+        shown = [ShownEntry.from_json(entry) for entry in roster]
         try:
-            view = self._book.view(ShownEntry.from_json(entry) for entry in roster)
+            view = self._book.view(shown)
         except KeysTampered as err:
             with self._lock:
                 self.tampered = err
@@ -139,7 +147,7 @@ class Keyring:
             if view.code is not None:
                 messages = [self._seal(k, pid) for pid, k in self._owed.items()]
                 self._owed = {}
-        for sender, payload in self._drain_waiting():
+        for sender, payload in self._drain_waiting({e.participant_id for e in shown}):
             self.on_key(sender, payload)
         return messages
 
@@ -154,16 +162,27 @@ class Keyring:
         )
         return Outgoing(recipient, message_to_text(sealed))
 
-    def _drain_waiting(self) -> list[tuple[str, str]]:
+    def _drain_waiting(self, present: set[str]) -> list[tuple[str, str]]:
+        """The waiting messages whose senders are now verified; those of senders no longer in
+        the roster at all are dropped: they left."""
         ready = [(s, p) for s, p in self._waiting if s in self._roster]
-        self._waiting = [(s, p) for s, p in self._waiting if s not in self._roster]
+        self._waiting = deque(
+            (s, p) for s, p in self._waiting if s in present and s not in self._roster
+        )
         return ready
+
+    def _wait(self, sender: str, payload: str) -> None:
+        mine = [i for i, (s, _) in enumerate(self._waiting) if s == sender]
+        if len(mine) >= WAITING_PER_SENDER:
+            del self._waiting[mine[0]]
+        elif len(self._waiting) >= WAITING_TOTAL:
+            self._waiting.popleft()
+        self._waiting.append((sender, payload))
 
     def on_key(self, sender: str, payload: str) -> None:
         """A key message from ``sender``; bad ones are counted and ignored, never fatal."""
         if sender not in self._roster:
-            if len(self._waiting) < 64:
-                self._waiting.append((sender, payload))
+            self._wait(sender, payload)
             return
         try:
             with self._lock:
