@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -29,7 +30,6 @@ import aiohttp
 
 from bench.procstats import peak_rss_kib, percentile, stop_process
 from tests.support.fake_slack import BOT_TOKEN, FakeSlack, form, signed_headers, slash_command
-from tests.support.fakes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret"
@@ -49,6 +49,40 @@ class Figures:
     invitee_dms_after_last_ack_s: float
     all_dms_after_last_ack_s: float
     peak_rss_kib: int
+
+
+# The bot's log line once it listens; with ``server.port = 0`` it is what names the port.
+LISTENING = re.compile(r"listening on \S+; links use (?P<url>\S+)$")
+# Below warning: read only so that the pipe never fills and stalls the bot.
+QUIET = re.compile(r"^\S+ \S+ (?:DEBUG|INFO)\s")
+
+
+async def wait_listening(proc: asyncio.subprocess.Process) -> str:
+    """The URL the bot serves, from its log; what it logs first is passed on as it comes."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    async def scan() -> str:
+        while line := await stream.readline():
+            text = line.decode(errors="replace").rstrip("\n")
+            if match := LISTENING.search(text):
+                return match["url"]
+            if not QUIET.match(text):
+                print(text, file=sys.stderr)
+        raise SystemExit(f"the bot exited with {await proc.wait()} before it was listening")
+
+    try:
+        return await asyncio.wait_for(scan(), START_TIMEOUT)
+    except TimeoutError:
+        raise SystemExit("the bot did not start listening in time") from None
+
+
+async def pass_on_warnings(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stderr is not None
+    while line := await proc.stderr.readline():
+        text = line.decode(errors="replace").rstrip("\n")
+        if not QUIET.match(text):
+            print(text, file=sys.stderr)
 
 
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
@@ -84,24 +118,26 @@ async def run(commands: int = 50, invitees: int = 5) -> Figures:
     for user_id in hosts + [g for group in guests for g in group]:
         fake.add_user(user_id, user_id.title())
     await fake.start()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
         env.update(
-            CONCLAVE_SERVER_PORT=str(port),
+            CONCLAVE_SERVER_PORT="0",  # any free port: the bot logs the one it got
             CONCLAVE_STORAGE_PATH=str(Path(tmp) / "bench.db"),
             CONCLAVE_SLACK_MODE="http",
             CONCLAVE_SLACK_BOT_TOKEN=BOT_TOKEN,
             CONCLAVE_SLACK_SIGNING_SECRET=SIGNING_SECRET,
             CONCLAVE_SLACK_API_URL=fake.api_url,
-            CONCLAVE_LOGGING_LEVEL="warning",
+            CONCLAVE_LOGGING_LEVEL="info",  # for the "listening on" line
             CONCLAVE_RELAY_WORKERS="0",  # no media in this benchmark
         )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", "run", env=env, cwd=ROOT, stdin=asyncio.subprocess.DEVNULL
-        )
+            sys.executable, "-m", "bot", "run", env=env, cwd=ROOT,
+            stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        draining: asyncio.Task[None] | None = None
         try:
+            url = await wait_listening(proc)
+            draining = asyncio.create_task(pass_on_warnings(proc))
             await wait_healthy(url, proc)
             await fake.wait_for(lambda: bool(fake.called("auth.test")), START_TIMEOUT)
             async with aiohttp.ClientSession() as http:
@@ -136,6 +172,8 @@ async def run(commands: int = 50, invitees: int = 5) -> Figures:
             rss = peak_rss_kib(proc.pid)
         finally:
             await stop_process(proc)
+            if draining is not None:
+                await draining  # the pipe ends with the process
             await fake.stop()
     ack_ms = [a * 1000 for a in acks]
     return Figures(

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import struct
 import sys
 import time
@@ -52,6 +51,7 @@ from bot.relay.aiortc_internals import (
 )
 from bot.relay.tickets import HEADER, NonceCache, answer_worker_ticket
 from bot.secret import Secret
+from tests.support.fakes import listen_on_any_port
 
 LOOPBACK = ["127.0.0.1"]
 SCRIPT = os.path.abspath(__file__)
@@ -243,10 +243,7 @@ async def run_case(case: Case, seconds: float) -> dict[str, Any]:
     app.router.add_get(control.ROUTE, core.handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    port = await listen_on_any_port(runner)
     env = {**os.environ, "CONCLAVE_RELAY_SECRET": secret.reveal()}
     worker = await asyncio.create_subprocess_exec(
         sys.executable, SCRIPT, "--worker", f"http://127.0.0.1:{port}", env=env

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ class Application:
     relay_secret: Secret = field(default_factory=lambda: Secret(""))
     _workers: LocalWorkers | None = None
     _runner: web.AppRunner | None = None
+    _listener: socket.socket | None = None  # bound by ``build`` for ``server.port = 0``
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self, console_lines: AsyncIterator[str] | None = None) -> None:
@@ -61,8 +64,13 @@ class Application:
         self._runner = make_runner(self.web_app, self.settings.server.idle_timeout)
         await self._runner.setup()
         host, port = self.settings.server.host, self.settings.server.port
+        site: web.BaseSite = (
+            web.TCPSite(self._runner, host, port)
+            if self._listener is None
+            else web.SockSite(self._runner, self._listener)
+        )
         try:
-            await web.TCPSite(self._runner, host, port).start()
+            await site.start()
         except OSError as exc:
             await self.stop()
             raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
@@ -131,10 +139,38 @@ class Application:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._listener is not None:
+            self._listener.close()  # never started, or the server has closed it already
+            self._listener = None
         await self.store.close()
 
 
+def _bind_any_port(settings: Settings) -> tuple[Settings, socket.socket | None]:
+    """``server.port = 0``: bind a free port now, so that links carry the real one.
+
+    The bound socket is handed to the web server at start, so the port is never released and
+    taken again in between (another process could take it).
+    """
+    server = settings.server
+    if server.port != 0:
+        return settings, None
+    listener: socket.socket | None = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            server.host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        listener = socket.socket(family, kind, proto)
+        listener.bind(address)
+    except OSError as exc:
+        if listener is not None:
+            listener.close()
+        raise StartupError(f"Cannot listen on {server.host}:0: {exc.strerror or exc}.") from None
+    port = int(listener.getsockname()[1])
+    return dataclasses.replace(settings, server=dataclasses.replace(server, port=port)), listener
+
+
 def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = None) -> Application:
+    settings, listener = _bind_any_port(settings)
     clock = clock or SystemClock()
     store = SqliteStore(settings.storage.path)
     service = MeetingService(store, settings.meetings.policy(), settings.server.base_url, clock)
@@ -160,7 +196,11 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     platforms = build_platform_adapters(settings, handler, web_app)
     # The console is the adapter of last resort: with no chat platform configured, it is on.
     console = (
-        None if platforms else ConsoleAdapter(handler, settings.console.user, out or sys.stdout)
+        None
+        if platforms
+        else ConsoleAdapter(
+            handler, settings.console.user, out or sys.stdout, url=settings.server.base_url
+        )
     )
     return Application(
         settings=settings,
@@ -173,4 +213,5 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
         platforms=platforms,
         relay_pool=pool,
         relay_secret=secret,
+        _listener=listener,
     )

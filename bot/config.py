@@ -62,7 +62,8 @@ def _level(v: str) -> str | None:
 @dataclass(frozen=True)
 class ServerSettings:
     host: str = _spec("127.0.0.1", check=_non_empty)
-    port: int = _spec(8080, check=_between(1, 65535))
+    # 0: any free port, chosen when the application is built (links and logs carry it).
+    port: int = _spec(8080, check=_between(0, 65535))
     public_url: str = _spec("", check=_public_url)
     # How long an HTTP connection may sit idle, or take to send a request's headers or body
     # (aiohttp's own default keeps an idle connection for an hour).

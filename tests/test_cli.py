@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import bot
-from tests.support.fakes import free_port
+from tests.support.fakes import refusing_port
 from tests.support.proc import CLI_TIMEOUT, clean_env, conclave_env, run_bot
 
 pytestmark = pytest.mark.slow
@@ -117,10 +117,10 @@ def test_join_with_a_bad_duration_is_refused(tmp_path: Path) -> None:
 
 
 def test_join_when_nothing_listens_says_it_cannot_reach_the_server(tmp_path: Path) -> None:
-    port = free_port()
     secret = secrets.token_urlsafe(32)
-    link = f"http://127.0.0.1:{port}/j/SomeRoom#iabcdefghijk.{secret}"
-    result = run_bot(["join", link, "--duration", "10"], clean_env(), tmp_path)
+    with refusing_port() as port:
+        link = f"http://127.0.0.1:{port}/j/SomeRoom#iabcdefghijk.{secret}"
+        result = run_bot(["join", link, "--duration", "10"], clean_env(), tmp_path)
     assert result.returncode != 0
     line = one_line_error(result.stderr)
     assert "cannot reach" in line.lower()
@@ -129,12 +129,12 @@ def test_join_when_nothing_listens_says_it_cannot_reach_the_server(tmp_path: Pat
 
 
 def test_join_dash_reads_the_link_from_standard_input(tmp_path: Path) -> None:
-    port = free_port()
     secret = secrets.token_urlsafe(32)
-    link = f"http://127.0.0.1:{port}/j/SomeRoom#iabcdefghijk.{secret}"
-    result = run_bot(
-        ["join", "-", "--duration", "10"], clean_env(), tmp_path, stdin_text=f"\n{link}\n"
-    )
+    with refusing_port() as port:
+        link = f"http://127.0.0.1:{port}/j/SomeRoom#iabcdefghijk.{secret}"
+        result = run_bot(
+            ["join", "-", "--duration", "10"], clean_env(), tmp_path, stdin_text=f"\n{link}\n"
+        )
     assert result.returncode == 1
     # It got as far as dialling the link's server: the link was read whole from stdin.
     assert f"127.0.0.1:{port}" in one_line_error(result.stderr)
@@ -167,7 +167,7 @@ def test_run_on_a_port_already_taken_fails_clearly(tmp_path: Path) -> None:
 
 
 def test_run_with_an_invalid_config_exits_2(tmp_path: Path) -> None:
-    env = conclave_env(free_port(), tmp_path / "c.db", CONCLAVE_LOGGING_LEVEL="loud")
+    env = conclave_env(0, tmp_path / "c.db", CONCLAVE_LOGGING_LEVEL="loud")
     result = run_bot(["run"], env, tmp_path)
     assert result.returncode == 2
     assert "logging.level" in one_line_error(result.stderr)

@@ -168,6 +168,11 @@ def test_base_url_of_wildcard_and_ipv6_hosts() -> None:
     )
 
 
+def test_port_zero_is_accepted_meaning_any_free_port(tmp_path: Path) -> None:
+    assert load_settings(environ={"CONCLAVE_SERVER_PORT": "0"}).server.port == 0
+    assert load_settings(write(tmp_path, "[server]\nport = 0\n"), environ={}).server.port == 0
+
+
 # --- invalid values name their key ------------------------------------------------------------
 
 
@@ -175,7 +180,6 @@ def test_base_url_of_wildcard_and_ipv6_hosts() -> None:
     ("env", "key"),
     [
         ({"CONCLAVE_SERVER_PORT": "abc"}, "server.port"),
-        ({"CONCLAVE_SERVER_PORT": "0"}, "server.port"),
         ({"CONCLAVE_SERVER_PORT": "65536"}, "server.port"),
         ({"CONCLAVE_SERVER_PORT": "-1"}, "server.port"),
         ({"CONCLAVE_SERVER_HOST": "  "}, "server.host"),
@@ -211,7 +215,6 @@ def test_default_ttl_longer_than_max_ttl_is_refused(tmp_path: Path) -> None:
     ("text", "key"),
     [
         ('[server]\nport = "abc"\n', "server.port"),
-        ("[server]\nport = 0\n", "server.port"),
         ("[server]\nport = true\n", "server.port"),
         ("[server]\nport = 80.5\n", "server.port"),
         ("[server]\nhost = 7\n", "server.host"),

@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.fakes import free_port
-from tests.support.proc import START_TIMEOUT, BotProcess, conclave_env, run_bot
+from tests.support.proc import BotProcess, conclave_env, run_bot
 from tests.support.secrets_scan import secret_shaped
 
 pytestmark = pytest.mark.slow
@@ -59,12 +58,12 @@ def wait_for_dm(server: BotProcess, who: str) -> Dm:
 
 
 def test_meet_join_end_from_the_console(tmp_path: Path) -> None:
-    port = free_port()
-    env = conclave_env(port, tmp_path / "c.db", CONCLAVE_LOGGING_LEVEL="debug")
+    env = conclave_env(0, tmp_path / "c.db", CONCLAVE_LOGGING_LEVEL="debug")
     server = BotProcess(["run"], env, tmp_path, tmp_path / "server.stderr")
     try:
-        # The console greets once the server is listening.
-        server.stdout.wait_for(lambda s: s.startswith("Conclave console:"), START_TIMEOUT)
+        # The console greets once the server is listening, naming the port the system chose.
+        url = urlsplit(server.wait_for_greeting())
+        assert url.hostname == "127.0.0.1" and url.port not in (None, 0), url
 
         server.send("/meet @ana @ben Sync")
         ana = wait_for_dm(server, "ana")
@@ -74,7 +73,7 @@ def test_meet_join_end_from_the_console(tmp_path: Path) -> None:
         assert ben.room_id == room_id == host.room_id
         assert len({ana.secret, ben.secret, host.secret}) == 3
         for dm in (ana, ben, host):
-            assert urlsplit(dm.link).netloc == f"127.0.0.1:{port}"
+            assert urlsplit(dm.link).netloc == url.netloc
         assert any(room_id in line and "Sync" in line for line in server.stdout.lines)
 
         joined = run_bot(["join", ana.link, "--duration", "1"], env, tmp_path)
@@ -116,16 +115,15 @@ def test_meet_join_end_from_the_console(tmp_path: Path) -> None:
 
 def test_the_server_outlives_its_console_input(tmp_path: Path) -> None:
     """With stdin closed (a service, or CI), the console stops but the server keeps serving."""
-    port = free_port()
-    env = conclave_env(port, tmp_path / "c.db")
+    env = conclave_env(0, tmp_path / "c.db")
     server = BotProcess(["run"], env, tmp_path, tmp_path / "server.stderr")
     try:
-        server.stdout.wait_for(lambda s: s.startswith("Conclave console:"), START_TIMEOUT)
+        url = server.wait_for_greeting()
         server.close_stdin()
         wait_until(lambda: "console input closed" in server.stderr_text())
         assert server.alive()
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+        with opener.open(f"{url}/healthz", timeout=10) as response:
             assert response.status == 200
             assert json.loads(response.read()) == {"status": "ok"}
         assert server.terminate() == 0

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.support.fakes import free_port
 from tests.support.proc import START_TIMEOUT, LineReader, conclave_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,10 +90,9 @@ def test_the_check_notices_an_undeclared_import(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_conclave_run_serves_without_importing_the_media_stack(tmp_path: Path) -> None:
-    port = free_port()
     # One local relay worker, as by default: it is a process of its own, and the core that
     # talks to it must still not load media code.
-    env = conclave_env(port, tmp_path / "c.db", CONCLAVE_RELAY_WORKERS="1")
+    env = conclave_env(0, tmp_path / "c.db", CONCLAVE_RELAY_WORKERS="1")
     # -X importtime logs every module the process imports, first to last, on stderr.
     cmd = [sys.executable, "-X", "importtime", "-m", "bot", "run"]
     stderr_path = tmp_path / "run.stderr"

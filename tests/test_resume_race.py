@@ -23,7 +23,7 @@ from bot.core.service import MeetingService
 from bot.signaling.hub import CLOSE_REFUSED, Hub
 from bot.store.sqlite import SqliteStore
 from bot.web.app import create_app, make_runner
-from tests.support.fakes import FakeClock, free_port, user
+from tests.support.fakes import FakeClock, loopback_socket, user
 from tests.support.meeting import credential, roster_ids
 from tests.support.server import (
     expect_closed,
@@ -61,15 +61,16 @@ class Site:
 
 @asynccontextmanager
 async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
+    # Links need the server's URL before the server exists: bind first, hand the socket over.
+    listener = loopback_socket()
+    base_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     store = SqliteStore(tmp_path / "c.db")
     await store.open()
     service = HeldResume(store, base_url)
     hub = Hub(service, hello_timeout=BOUND)
     runner = make_runner(create_app(hub, base_url), idle_timeout=30)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.SockSite(runner, listener).start()
     try:
         yield Site(service, hub, f"{base_url}/ws")
     finally:

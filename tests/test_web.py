@@ -129,4 +129,20 @@ async def test_websocket_path_without_upgrade_is_refused(
     server: Running, http: aiohttp.ClientSession
 ) -> None:
     async with http.get(f"{server.base_url}/ws") as response:
-        assert response.status >= 400
+        # 400 Bad Request, aiohttp's answer to a missing upgrade; not a 404 (the route exists)
+        # nor a 5xx (nothing broke).
+        assert response.status == 400
+
+
+async def test_with_port_zero_links_name_the_port_the_server_got(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """``serve`` asks for ``server.port = 0``: the system picks the port, and the settings,
+    the links and the join page all carry the one the server listens on, never 0."""
+    assert server.app.settings.server.port == server.port != 0
+    made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
+    link = urlsplit(made.invites[0].link.reveal())
+    assert link.netloc == f"127.0.0.1:{server.port}"
+    async with http.get(f"http://{link.netloc}{link.path}") as response:
+        assert response.status == 200
+        assert f"http://{link.netloc}{link.path}#" in await response.text()

@@ -43,10 +43,13 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
 
 
 class ConsoleAdapter:
-    def __init__(self, handler: CommandHandler, user_id: str, out: TextIO) -> None:
+    def __init__(
+        self, handler: CommandHandler, user_id: str, out: TextIO, *, url: str | None = None
+    ) -> None:
         self._handler = handler
         self._user = UserRef(PLATFORM, WORKSPACE, user_id, user_id)
         self._out = out
+        self._url = url
         handler.notify_hosts(PLATFORM, self._notice)
 
     def _print(self, text: str) -> None:
@@ -75,7 +78,10 @@ class ConsoleAdapter:
             self._print(f"DM to @{invitation.to.user_id}: {invitation.invite.link.reveal()}")
 
     async def run(self, lines: AsyncIterator[str]) -> None:
-        self._print(f"Conclave console: you are @{self._user.user_id}. Type /meet help.")
+        # Whoever started the server learns where it is, even when the system chose the port
+        # (``server.port = 0``).
+        at = f" Links use {self._url}." if self._url else ""
+        self._print(f"Conclave console: you are @{self._user.user_id}.{at} Type /meet help.")
         async for line in lines:
             await self.handle_line(line)
         log.info("console input closed; the server keeps running (stop it with Ctrl-C)")

@@ -11,8 +11,7 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.support.fakes import free_port
-from tests.support.proc import START_TIMEOUT, BotProcess, conclave_env
+from tests.support.proc import BotProcess, conclave_env
 
 pytestmark = pytest.mark.slow
 
@@ -33,11 +32,11 @@ def audio_seconds(path: Path) -> float:
 
 
 def test_three_clients_record_each_other_and_agree_on_the_code(tmp_path: Path) -> None:
-    env = conclave_env(free_port(), tmp_path / "c.db", CONCLAVE_RELAY_WORKERS="1")
+    env = conclave_env(0, tmp_path / "c.db", CONCLAVE_RELAY_WORKERS="1")
     server = BotProcess(["run"], env, tmp_path, tmp_path / "server.stderr")
     clients: dict[str, subprocess.Popen[str]] = {}
     try:
-        server.stdout.wait_for(lambda s: s.startswith("Conclave console:"), START_TIMEOUT)
+        server.wait_for_greeting()
         server.send("/meet @ana @ben Sync")
         links = {}
         for who in ("ana", "ben", "host"):

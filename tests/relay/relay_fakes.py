@@ -41,7 +41,7 @@ from bot.relay.tickets import (
     answer_worker_ticket,
 )
 from bot.secret import Secret
-from tests.support.fakes import free_port
+from tests.support.fakes import listen_on_any_port
 
 LOOPBACK = ("127.0.0.1",)
 SECRET = Secret("relay-test-secret")
@@ -248,8 +248,7 @@ class FakeCore:
 
     def __init__(self, secret: Secret) -> None:
         self.secret = secret
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # until ``start`` has it from the system
         self.rejected = 0
         self.ready = asyncio.Event()
         self.sent_to_worker: list[dict[str, Any]] = []
@@ -262,12 +261,17 @@ class FakeCore:
         self._tasks: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
 
+    @property
+    def url(self) -> str:
+        assert self.port, "the fake core is not started"
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/relay", self._relay)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self.port = await listen_on_any_port(self._runner)
 
     async def stop(self) -> None:
         for task in self._tasks:

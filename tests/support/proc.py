@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -19,9 +20,16 @@ LINE_TIMEOUT = 10.0
 CLI_TIMEOUT = 20.0
 
 
+# The console's first line; the server is listening by then.
+GREETING = re.compile(
+    r"^Conclave console: you are @\S+\. Links use (?P<url>\S+)\. Type /meet help\.$"
+)
+
+
 def conclave_env(port: int, db: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without any ``CONCLAVE_*``, plus the port, database and
-    ``extra`` (keys given as ``CONCLAVE_...`` names)."""
+    """This process's environment without any ``CONCLAVE_*``, plus the port (0: any free
+    port, which the console's greeting names), database and ``extra`` (keys given as
+    ``CONCLAVE_...`` names)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
     env["CONCLAVE_SERVER_PORT"] = str(port)
     env["CONCLAVE_STORAGE_PATH"] = str(db)
@@ -127,6 +135,13 @@ class BotProcess:
             raise
         assert self.proc.stdout is not None
         self.stdout = LineReader(self.proc.stdout)
+
+    def wait_for_greeting(self, timeout: float = START_TIMEOUT) -> str:
+        """Wait until the console greets (the server listens by then); the URL it serves."""
+        line = self.stdout.wait_for(lambda s: s.startswith("Conclave console:"), timeout)
+        match = GREETING.match(line)
+        assert match is not None, f"the greeting does not name the server's URL: {line!r}"
+        return match["url"]
 
     def send(self, line: str) -> None:
         assert self.proc.stdin is not None

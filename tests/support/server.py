@@ -18,7 +18,7 @@ import aiohttp
 
 from bot.bootstrap import Application, build
 from bot.config import load_settings
-from tests.support.fakes import FakeClock, free_port
+from tests.support.fakes import FakeClock
 
 RECEIVE_TIMEOUT = 5.0
 
@@ -71,10 +71,9 @@ async def serve(
 
     The sweeper is slowed to its maximum interval so that only the test moves time and state.
     """
-    port = free_port()
     environ = {
         "CONCLAVE_SERVER_HOST": "127.0.0.1",
-        "CONCLAVE_SERVER_PORT": str(port),
+        "CONCLAVE_SERVER_PORT": "0",  # the application binds a free port and reports it
         "CONCLAVE_STORAGE_PATH": str(tmp_path / "c.db"),
         "CONCLAVE_MEETINGS_SWEEP_INTERVAL": "3600",
         # Signaling tests need no media; media tests start their own workers.
@@ -84,6 +83,8 @@ async def serve(
     clock = clock or FakeClock()
     out = io.StringIO()
     app = build(load_settings(environ=environ), clock=clock, out=out)
+    port = app.settings.server.port
+    assert port != 0, "the application did not report the port it bound"
     lines = FeedLines()
     await app.start(console_lines=lines)
     try:
