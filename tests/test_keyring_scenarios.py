@@ -1,0 +1,302 @@
+"""Real ``Keyring`` objects in an in-memory room: who can read whose frames through joins, leaves,
+kicks and rejoins, with the rotation policy of ``Keyring`` itself deciding every key that moves.
+
+The properties (docs/PROTOCOL.md, sender keys): a newcomer cannot read what was sent before it
+came; someone who left or was kicked cannot read what is sent once the key that excludes it is
+in use (at most the activation delay later); a participant back after a lost connection sends
+under a fresh key, which only those present get. And protocol version 2's rules: keys go only
+to peers whose signed announcements verify, only over a complete roster, never again once the
+server has shown tampered keys; a key message the server alters or misroutes opens for no one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from bot.client.keyring import Keyring
+from bot.e2ee.announce import announce
+from bot.e2ee.encoding import b64url_decode, b64url_encode
+from bot.e2ee.errors import KeysTampered
+from bot.e2ee.identity import MeetingKeys
+from bot.e2ee.senderkeys import frame_key_id
+from bot.e2ee.transport import HPKE, message_from_text, parse_message
+from tests.support.keyroom import Room, Roster, Sent, frame, reads
+
+
+def generation(sender: Keyring) -> int:
+    """The key generation of the frames ``sender`` sends now."""
+    return frame_key_id(frame(sender)[10:]).generation
+
+
+def opens_for(keys: MeetingKeys, sent: Sent) -> bool:
+    """Whether a holder of ``keys`` (the server, say) can open a key message's sender key."""
+    parsed = parse_message(message_from_text(sent.payload))
+    try:
+        HPKE.decrypt(parsed.hpke_ciphertext, keys.x25519, parsed.binding.hpke_info())
+    except (InvalidTag, ValueError):
+        return False
+    return True
+
+
+def test_everyone_reads_everyone() -> None:
+    room = Room()
+    people = room.meeting("ana", "ben", "cy")
+    for sender in people:
+        data = [frame(sender) for _ in people]
+        for reader, one in zip(people, data, strict=True):
+            assert reads(reader, one) is (reader is not sender)
+
+
+def test_a_newcomer_cannot_read_frames_sent_before_it_joined() -> None:
+    room = Room()
+    ana, ben = room.meeting("ana", "ben")
+    before = {ana: frame(ana), ben: frame(ben)}
+    cy = room.join("cy")
+    during_delay = {ana: frame(ana), ben: frame(ben)}
+    room.settle()
+    after = {ana: [frame(ana) for _ in range(2)], ben: [frame(ben) for _ in range(2)]}
+
+    # Each old member sent the newcomer one key: its own, ratcheted one step.
+    for member in (ana, ben):
+        assert [s.to for s in room.sent_by(member)].count(cy.participant_id) == 1
+        assert frame_key_id(after[member][0][10:]).ratchet_step == 1
+    for member, other in ((ana, ben), (ben, ana)):
+        assert reads(cy, after[member][0])
+        assert reads(other, after[member][1])  # the old members follow the ratchet themselves
+        assert not reads(cy, before[member])
+        assert not reads(cy, during_delay[member])  # sent under the old key, still in use then
+        assert reads(other, during_delay[member])
+
+
+def test_a_leaver_cannot_read_frames_sent_once_the_new_key_is_in_use() -> None:
+    room = Room()
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    assert reads(ben, frame(ana))
+    left_at = room.clock.now()
+    room.leave(ben)
+    # Each who stays drew a key of the next generation and sent it to the other one only.
+    for member, other in ((ana, cy), (cy, ana)):
+        assert [s.to for s in room.sent_by(member, since=left_at)] == [other.participant_id]
+    room.settle()
+    for sender, reader in ((ana, cy), (cy, ana)):
+        assert generation(sender) == 1
+        data = frame(sender)
+        assert reads(reader, data)
+        assert not reads(ben, data)
+
+
+def test_a_kicked_participant_with_every_key_message_sent_since_reads_nothing_new() -> None:
+    """The kicked client keeps its state and gets, from a server on its side, every key message
+    routed after the kick: none is addressed to it, so none opens, and nothing it holds reads
+    the frames sent once the new keys are in use."""
+    room = Room()
+    ana, ben, kim = room.meeting("ana", "ben", "kim")
+    kicked_at = room.clock.now()
+    room.leave(kim)
+    room.settle()
+    later = [frame(ana), frame(ben)]
+    leaked = [s for s in room.sent if s.at >= kicked_at]
+    assert leaked
+    assert all(s.to != kim.participant_id for s in leaked)
+    for s in leaked:
+        kim.on_key(s.sender, s.payload)
+    assert not any(reads(kim, data) for data in later)
+    assert kim.sender_keys.held_kids().isdisjoint(frame_key_id(d[10:]).kid for d in later)
+
+
+def test_the_key_that_excludes_a_leaver_is_in_use_within_the_activation_delay() -> None:
+    room = Room(activation_delay=2.0)
+    ana, ben = room.meeting("ana", "ben")
+    room.leave(ben)
+    room.clock.advance(1.0)
+    assert generation(ana) == 0  # the new key has not reached everyone surely yet
+    room.clock.advance(1.0)
+    assert generation(ana) == 1
+    assert not reads(ben, frame(ana))
+
+
+def test_a_rejoiner_sends_under_a_fresh_key_that_those_present_get() -> None:
+    room = Room()
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    assert generation(ben) == 0
+    room.leave(ben)  # the connection drops
+    room.settle()
+    back_at = room.clock.now()
+    room.resume(ben)
+    # Ben sent his new key to each who saw him go and come back, and they sent theirs to him.
+    to = sorted(s.to for s in room.sent_by(ben, since=back_at))
+    assert to == [ana.participant_id, cy.participant_id]
+    room.settle()
+    assert generation(ben) == 1
+    for reader in (ana, cy):
+        assert reads(reader, frame(ben))
+        assert reads(ben, frame(reader))
+
+
+def test_a_rejoiners_old_key_never_reaches_someone_who_joined_while_it_was_away() -> None:
+    room = Room()
+    _, ben = room.meeting("ana", "ben")
+    old = frame(ben)
+    room.leave(ben)
+    cy = room.join("cy")
+    room.settle()
+    room.resume(ben)
+    room.settle()
+    assert reads(cy, frame(ben))
+    assert not reads(cy, old)
+
+
+def test_someone_kicked_while_a_rejoiner_was_away_cannot_read_the_rejoiner() -> None:
+    """Kim holds Ben's key and keeps it (a hostile client that ignores rosters). Ben's connection
+    drops, Kim is kicked meanwhile, Ben comes back: Ben never saw Kim leave, but he sends under
+    a new key, which reaches only those present."""
+    room = Room()
+    ana, ben, kim = room.meeting("ana", "ben", "kim")
+    assert reads(kim, frame(ben))
+    room.deaf.add(kim.participant_id)
+    room.leave(ben)
+    room.leave(kim)
+    room.settle()
+    room.resume(ben)
+    room.settle()
+    data = frame(ben)
+    assert reads(ana, data)
+    assert not reads(kim, data)
+
+
+def test_keys_wait_for_a_complete_roster_and_then_go_out() -> None:
+    """A newcomer that has not announced keys yet makes the roster incomplete: nobody sends
+    anybody a key until it has, and then the newcomer still gets only ratcheted keys."""
+    room = Room()
+    ana, ben = room.meeting("ana", "ben")
+    before = frame(ana)
+    cy = room.join("cy", announce=False)
+    since = room.clock.now()
+    assert ana.code is None and cy.code is None
+    room.leave(ben)  # a rotation while the roster is incomplete is owed, not lost
+    assert room.sent_by(ana, since=since) == []
+    room.announce(cy)
+    assert ana.code is not None and ana.code == cy.code
+    assert [s.to for s in room.sent_by(ana, since=since)] == [cy.participant_id]
+    room.settle()
+    data = frame(ana)
+    assert reads(cy, data)
+    assert not reads(ben, data)
+    assert not reads(cy, before)
+
+
+def test_an_x25519_key_swapped_in_one_roster_gets_the_server_nothing() -> None:
+    """The server shows Ana its own X25519 key for Ben, under Ben's signature: the announcement
+    does not verify, so Ana shows no code and seals nothing, to Ben or to anyone."""
+    server = MeetingKeys.generate()
+    swapped = b64url_encode(server.public().x25519)
+
+    def lie(viewer: str, roster: Roster) -> Roster:
+        if viewer != "p-ana":
+            return roster
+        return [
+            {**e, "keys": {**e["keys"], "x25519": swapped}}
+            if e["participant_id"] == "p-ben" and "keys" in e
+            else e
+            for e in roster
+        ]
+
+    room = Room(show=lie)
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    assert ana.code is None
+    assert ana.view.rejected == ("Ben (p-ben)",)
+    assert room.sent_by(ana) == []
+    assert not any(opens_for(server, s) for s in room.sent)
+    data = frame(ana)
+    assert not reads(ben, data)
+    assert not reads(cy, data)
+    assert ben.code is not None and ben.code == cy.code
+
+
+def test_a_ghost_the_server_shows_one_client_is_read_only_by_a_client_whose_code_differs() -> None:
+    """The server signs keys of its own for a participant it invents, in Ana's roster only: Ana
+    seals her key to it and the server reads her frames, but her code is not Ben's."""
+    ghost_keys = MeetingKeys.generate()
+    ghost_entry = {
+        "participant_id": "p-ghost",
+        "name": "Ghost",
+        "sender_index": 99,
+        "keys": announce(ghost_keys, "room-1", "p-ghost", 99).to_json(),
+    }
+
+    def lie(viewer: str, roster: Roster) -> Roster:
+        return [*roster, ghost_entry] if viewer == "p-ana" else roster
+
+    room = Room(show=lie)
+    ana, ben = room.meeting("ana", "ben")
+    to_ghost = [s for s in room.sent_by(ana) if s.to == "p-ghost"]
+    assert to_ghost and all(opens_for(ghost_keys, s) for s in to_ghost)
+    assert ana.code is not None and ben.code is not None
+    assert ana.code != ben.code
+    # Honest Ben sealed nothing the server can open.
+    assert not any(opens_for(ghost_keys, s) for s in room.sent_by(ben))
+
+
+def test_new_keys_for_a_peer_who_never_left_end_key_sending_for_good() -> None:
+    """Mid-meeting the server shows Ana new keys for Ben (who never left) as Cy leaves: Ana's
+    rotation for Cy's leave must not go to keys of the server's making, nor to anyone after."""
+    server = MeetingKeys.generate()
+    tampering = False
+
+    def lie(viewer: str, roster: Roster) -> Roster:
+        if not tampering or viewer != "p-ana":
+            return roster
+        fake = announce(server, "room-1", "p-ben", 2).to_json()
+        return [{**e, "keys": fake} if e["participant_id"] == "p-ben" else e for e in roster]
+
+    room = Room(show=lie)
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    tampering = True
+    since = room.clock.now()
+    with pytest.raises(KeysTampered, match="p-ben"):
+        room.leave(cy)
+    assert ana.tampered is not None
+    tampering = False
+    with pytest.raises(KeysTampered):
+        room.broadcast()
+    dan = room.newcomer("dan")
+    room.present[dan.participant_id] = dan
+    room.announced.add(dan.participant_id)
+    for ring in (ben, dan):
+        room.roster_to(ring)
+    assert room.sent_by(ana, since=since) == []
+    assert not any(opens_for(server, s) for s in room.sent)
+
+
+def test_a_key_message_altered_or_replayed_by_the_server_is_refused_never_fatal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The server flips one bit of each key Ana seals for Ben, then hands Ben Ana's earlier
+    key again: Ben refuses both (the signature, the older generation) and carries on."""
+    altering = False
+
+    def alter(sent: Sent) -> Sent:
+        if not altering or sent.to != "p-ben":
+            return sent
+        raw = bytearray(b64url_decode(sent.payload))
+        raw[-80] ^= 1
+        return replace(sent, payload=b64url_encode(bytes(raw)))
+
+    room = Room(carry=alter)
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    first = room.sent_by(ana)
+    altering = True
+    room.leave(cy)
+    room.settle()
+    data = frame(ana)
+    assert not reads(ben, data)
+    assert "rejected a key message from p-ana: key_transport" in caplog.text
+    caplog.clear()
+    (earlier,) = [s for s in first if s.to == "p-ben"]
+    ben.on_key(earlier.sender, earlier.payload)
+    assert "rejected a key message from p-ana: key_transport" in caplog.text
+    assert not reads(ben, frame(ana))
+    assert reads(ana, frame(ben))  # Ben's own key still went out; the meeting goes on
