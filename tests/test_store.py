@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.core.models import AuditEvent, Invite, Participant, Room
 from bot.core.policy import MeetingPolicy
 from bot.core.service import MeetingService
 from bot.errors import BadResumeToken, StoreError
@@ -16,7 +17,8 @@ from bot.secret import Secret
 from bot.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from bot.store.sqlite import SqliteStore
 from bot.tokens import hash_secret
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, user
+from tests.support.meeting import credential
 
 
 async def test_fresh_database_is_migrated_with_wal_and_foreign_keys(tmp_path: Path) -> None:
@@ -31,10 +33,60 @@ async def test_fresh_database_is_migrated_with_wal_and_foreign_keys(tmp_path: Pa
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
     assert {"rooms", "invites", "participants", "audit"} <= tables
-    # Reopening an up-to-date database changes nothing.
+
+
+def dump(path: Path) -> list[str]:
+    """Everything in the database file, schema and rows, as SQL text."""
+    with closing(sqlite3.connect(path)) as db:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        return [f"user_version {version}", *db.iterdump()]
+
+
+Contents = tuple[list[Room | None], list[Invite], list[Participant], list[AuditEvent]]
+
+
+async def contents(store: SqliteStore, room_ids: list[str]) -> Contents:
+    """What the store says about these rooms, their invites and sessions, and the audit log."""
+    rooms = [await store.get_room(room_id) for room_id in room_ids]
+    invites = [i for room_id in room_ids for i in await store.invites_for_room(room_id)]
+    sessions = [p for room_id in room_ids for p in await store.participants_for_room(room_id)]
+    return rooms, invites, sessions, await store.audit_log()
+
+
+async def test_reopening_an_up_to_date_database_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "conclave.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        service = MeetingService(store, MeetingPolicy(), "http://127.0.0.1:8080", FakeClock())
+        hana = user("hana")
+        made = await service.create_room(hana, [user("ana"), user("ben")], "Sync")
+        ana = await service.redeem(made.room.id, credential(made.invites[0]))
+        ended = await service.create_room(hana, [user("ana")], "Retro")
+        await service.end(hana, ended.room.id)
+        rooms = [made.room.id, ended.room.id]
+        before = await contents(store, rooms)
+    finally:
+        await store.close()
+    on_disk = dump(path)
+    # Something to lose: two rooms, five invites (hosts' included), a session, the audit.
+    assert [r is not None for r in before[0]] == [True, True]
+    assert (len(before[1]), len(before[2])) == (5, 1)
+    assert {e.event for e in before[3]} >= {"room_created", "invite_redeemed", "room_ended"}
+
     again = SqliteStore(path)
     await again.open()
-    await again.close()
+    try:
+        assert await contents(again, rooms) == before
+        assert dump(path) == on_disk
+        # And it all still works: the session resumes, the open invite redeems.
+        service = MeetingService(again, MeetingPolicy(), "http://127.0.0.1:8080", FakeClock())
+        resumed = await service.resume(ana.resume_token.reveal())
+        assert resumed.participant.id == ana.participant.id
+        ben = await service.redeem(made.room.id, credential(made.invites[1]))
+        assert ben.participant.user_id == "ben"
+    finally:
+        await again.close()
 
 
 async def test_foreign_keys_are_enforced(store: SqliteStore) -> None:
