@@ -370,6 +370,7 @@ async def test_a_guest_cannot_use_host_controls(
         assert not [m for m in seen if m["type"] in ("ended", "kicked")]
         assert not [m for m in seen if m["type"] == "room" and m["locked"] != (control == "unlock")]
     sessions = await server.app.store.participants_for_room(meeting.room_id)
+    assert len(sessions) == 3
     assert all(p.state is ParticipantState.ACTIVE for p in sessions)
     assert len(server.app.hub.roster(meeting.room_id)) == 3
 

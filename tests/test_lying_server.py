@@ -308,6 +308,11 @@ async def test_a_victims_own_entry_swapped_everywhere_makes_it_leave(
     await meeting.finish()
 
     assert meeting.sent_by("ana") == []  # she sealed nothing
+    # Ben and Cy did seal to the fake Ana (the attack got its chance), and only to her.
+    assert {routed.sender for routed, _ in meeting.liar.opened} == {
+        meeting.pid("ben"),
+        meeting.pid("cy"),
+    }
     assert all(routed.to == meeting.pid("ana") for routed, _ in meeting.liar.opened)
     assert not any(c in meeting.people["ana"].lines for c in ben.codes() + cy.codes())
 
@@ -460,6 +465,7 @@ async def test_a_ghost_with_a_real_participants_sender_index_makes_everyone_leav
     assert ana.session.keyring.unprotect(Codec.VP8, ben_frame, index) == VP8_FRAME
     await meeting.finish()
 
+    assert len(meeting.liar.routed) >= 6  # each of three sealed to the two others
     assert all(routed.to != GHOST for routed in meeting.liar.routed)
     assert meeting.liar.opened == []
 

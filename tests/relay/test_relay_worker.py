@@ -108,6 +108,7 @@ async def test_meeting_through_the_relay(
     # Byte-identical: every frame and audio payload a subscriber got is one its publisher sent.
     clients = {c.name: c for c in (ana, ben, cy)}
     for sub in clients.values():
+        assert len(sub.received) == 4, f"{sub.name} receives {sorted(sub.received)}"  # 2 x 2
         for (pub, kind), got in sub.received.items():
             sent = set(clients[pub].sent[kind])
             assert all(frame in sent for frame in got.frames), f"{sub.name}<-{pub} {kind} altered"
@@ -214,6 +215,7 @@ async def test_joins_that_cross_subscribe_each_pair_once(
     for client in (ana, ben):
         receiving = [t for t in client.pc.getTransceivers() if t.direction == "recvonly"]
         assert len(receiving) == 2, f"{client.name} was subscribed {len(receiving)} times"
+        assert len(client.received) == 2  # the other's video and audio
         assert all(got.dropped == 0 for got in client.received.values())
 
 
