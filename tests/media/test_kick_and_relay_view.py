@@ -57,9 +57,11 @@ class Meeting:
 
 @asynccontextmanager
 async def meeting(tmp_path: Path) -> AsyncIterator[Meeting]:
-    restrict_host_addresses(["127.0.0.1"])
     env = {"CONCLAVE_RELAY_SECRET": SECRET, "CONCLAVE_RELAY_WORKERS": "0"}
     async with AsyncExitStack() as stack:
+        # Process-wide: undone last, whether the test passes, fails or is cancelled.
+        restrict_host_addresses(["127.0.0.1"])
+        stack.callback(restrict_host_addresses, [])
         server = await stack.enter_async_context(serve(tmp_path, env=env))
         proxy = await stack.enter_async_context(recording_proxy(server.base_url))
         worker_env = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
@@ -109,7 +111,6 @@ async def meeting(tmp_path: Path) -> AsyncIterator[Meeting]:
         finally:
             worker.terminate()
             worker.wait(timeout=10)
-    restrict_host_addresses([])
 
 
 def decrypted(c: ClientSession) -> int:

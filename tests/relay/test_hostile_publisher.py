@@ -70,9 +70,12 @@ async def worker() -> AsyncIterator[StartWorker]:
         await asyncio.wait_for(core.ready.wait(), 20)
         return core, session.relay
 
-    yield start
-    for stop_all in stops:
-        await stop_all()
+    try:
+        yield start
+        for stop_all in stops:
+            await stop_all()
+    finally:
+        restrict_host_addresses([])  # process-wide: the next test must not inherit it
 
 
 def payload_type(sdp: str, kind: str) -> int:
