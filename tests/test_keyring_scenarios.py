@@ -12,18 +12,21 @@ server has shown tampered keys; a key message the server alters or misroutes ope
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from bot.client.keyring import Keyring
+from bot.client.keyring import WAITING_PER_SENDER, WAITING_TOTAL, Keyring
 from bot.e2ee.announce import announce
 from bot.e2ee.encoding import b64url_decode, b64url_encode
 from bot.e2ee.errors import KeysTampered
 from bot.e2ee.identity import MeetingKeys
+from bot.e2ee.media import Codec
+from bot.e2ee.roster import RosterView
 from bot.e2ee.senderkeys import frame_key_id
 from bot.e2ee.transport import HPKE, message_from_text, parse_message
-from tests.support.keyroom import Room, Roster, Sent, frame, reads
+from tests.support.keyroom import FRAME, Room, Roster, Sent, frame, reads
 
 
 def generation(sender: Keyring) -> int:
@@ -188,7 +191,9 @@ def test_keys_wait_for_a_complete_roster_and_then_go_out() -> None:
     assert not reads(cy, before)
 
 
-def test_an_x25519_key_swapped_in_one_roster_gets_the_server_nothing() -> None:
+def test_an_x25519_key_swapped_in_one_roster_gets_the_server_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The server shows Ana its own X25519 key for Ben, under Ben's signature: the announcement
     does not verify, so Ana shows no code and seals nothing, to Ben or to anyone."""
     server = MeetingKeys.generate()
@@ -208,6 +213,8 @@ def test_an_x25519_key_swapped_in_one_roster_gets_the_server_nothing() -> None:
     ana, ben, cy = room.meeting("ana", "ben", "cy")
     assert ana.code is None
     assert ana.view.rejected == ("Ben (p-ben)",)
+    warned = "the keys shown for Ben (p-ben) do not verify; they are not used"
+    assert caplog.messages.count(warned) == 1  # once, not at every roster
     assert room.sent_by(ana) == []
     assert not any(opens_for(server, s) for s in room.sent)
     data = frame(ana)
@@ -293,10 +300,146 @@ def test_a_key_message_altered_or_replayed_by_the_server_is_refused_never_fatal(
     room.settle()
     data = frame(ana)
     assert not reads(ben, data)
-    assert "rejected a key message from p-ana: key_transport" in caplog.text
+    assert "rejected a key message from p-ana: key_transport" in caplog.messages
     caplog.clear()
     (earlier,) = [s for s in first if s.to == "p-ben"]
     ben.on_key(earlier.sender, earlier.payload)
-    assert "rejected a key message from p-ana: key_transport" in caplog.text
+    assert "rejected a key message from p-ana: key_transport" in caplog.messages
     assert not reads(ben, frame(ana))
     assert reads(ana, frame(ben))  # Ben's own key still went out; the meeting goes on
+
+
+# --- the edges: defaults, counters, codecs, the waiting room for early key messages -----------
+
+
+def test_a_fresh_keyring_shows_an_empty_pending_view_and_so_does_a_rejoined_one() -> None:
+    room = Room()
+    ana = room.newcomer("ana")
+    empty = RosterView({}, (), (), None)
+    assert ana.view == empty and ana.code is None
+    room.meeting("ben")
+    room.enter(ana)
+    assert ana.code is not None
+    ana.rejoin()
+    assert ana.view == empty and ana.code is None
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"keyring_defaults": True}, {"activation_delay": 2.5, "grace_period": 25.0}],
+    ids=["defaults", "given"],
+)
+def test_a_new_key_waits_the_delay_and_a_superseded_one_lives_the_grace_period(
+    settings: dict[str, Any],
+) -> None:
+    room = Room(**settings)
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    room.clock.advance(60)  # long after every key of the joins is in use
+    old = [frame(ana) for _ in range(2)]
+    left_at = room.clock.now()
+    room.leave(cy)  # Ana draws a new key; Ben keeps her old one for frames still in flight
+    room.clock.advance(room.activation_delay - 0.01)
+    assert generation(ana) == 0
+    room.clock.advance(0.01)
+    assert generation(ana) == 1
+    assert reads(ben, frame(ana))  # the new key superseded the old one at Ben's: grace starts
+    room.clock.advance(left_at + room.grace_period - 0.01 - room.clock.now())
+    ben.tick()
+    assert reads(ben, old[0])
+    room.clock.advance(0.02)
+    ben.tick()
+    assert not reads(ben, old[1])
+
+
+def test_tick_starts_using_a_pending_key_without_a_frame_sent() -> None:
+    room = Room()
+    ana, ben = room.meeting("ana", "ben")
+    room.leave(ben)
+    room.settle()
+    assert ana.sender_keys.current_key.id.generation == 0
+    ana.tick()
+    assert ana.sender_keys.current_key.id.generation == 1
+
+
+def test_a_rejoiner_sends_a_new_generation_not_a_ratchet_of_one() -> None:
+    room = Room()
+    ana, ben = room.meeting("ana", "ben")
+    room.leave(ben)
+    room.resume(ben)
+    room.settle()
+    key_id = frame_key_id(frame(ben)[10:])
+    assert (key_id.generation, key_id.ratchet_step) == (1, 0)
+    assert reads(ana, frame(ben))
+
+
+def test_a_leavers_frames_are_refused_at_once_and_counted() -> None:
+    room = Room()
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    assert reads(ana, frame(ben))
+    room.leave(ben)
+    room.leave(cy)
+    assert ana.rotations == 2
+    assert (ana.decrypted, ana.dropped) == (1, 0)
+    for _ in range(3):
+        assert not reads(ana, frame(ben))  # no grace for the keys of someone who left
+    assert (ana.decrypted, ana.dropped, ana.misattributed) == (1, 3, 0)
+
+
+def test_opus_frames_carry_no_clear_prefix_and_round_trip() -> None:
+    room = Room()
+    ana, ben = room.meeting("ana", "ben")
+    sound = b"\x78" + bytes(range(40))
+    sent = ana.protect(Codec.OPUS, sound)
+    assert frame_key_id(sent).sender_index == 1  # the SFrame header comes first
+    assert ben.unprotect(Codec.OPUS, sent) == sound
+    sent = ana.protect(Codec.OPUS, sound)
+    assert ben.unprotect(Codec.OPUS, sent, sender_index=1) == sound
+    assert ben.decrypted == 2
+
+
+def test_a_frame_shown_under_another_senders_track_is_refused_before_decryption() -> None:
+    room = Room()
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    index = ana.sender_keys.sender_index
+    assert cy.unprotect(Codec.VP8, frame(ana), sender_index=index) == FRAME
+    assert cy.unprotect(Codec.VP8, frame(ana), sender_index=ben.sender_keys.sender_index) is None
+    assert cy.unprotect(Codec.OPUS, ana.protect(Codec.OPUS, b"x" * 20), sender_index=2) is None
+    assert (cy.decrypted, cy.misattributed, cy.dropped) == (1, 2, 0)
+    assert cy.unprotect(Codec.VP8, b"\x01\x02\x03\x04", sender_index=index) is None
+    assert (cy.misattributed, cy.dropped) == (2, 1)  # no header to read: only undecryptable
+
+
+def cy_is_read_after(junk: int, senders: list[str]) -> bool:
+    """Cy's key message reaches Ana before the roster that shows Cy's keys does (the hub's
+    messages to different clients race), then ``junk`` key messages from ``senders`` in turn,
+    then a roster that shows Cy without keys yet, then the one with Cy's keys. Whether Ana can
+    read Cy then says whether Cy's message was kept until then."""
+    room = Room()
+    ana, _ = room.meeting("ana", "ben")
+    cy = room.newcomer("cy")
+    room.present[cy.participant_id] = cy
+    room.announced.add(cy.participant_id)
+    room.roster_to(cy)
+    for n in range(junk):
+        ana.on_key(senders[n % len(senders)], f"junk {n}")
+    room.announced.discard(cy.participant_id)
+    room.roster_to(ana)
+    room.announced.add(cy.participant_id)
+    room.broadcast()
+    room.settle()
+    return reads(ana, frame(cy))
+
+
+def test_a_senders_oldest_waiting_message_goes_first_when_it_has_eight() -> None:
+    assert cy_is_read_after(WAITING_PER_SENDER - 1, ["p-cy"])
+    assert not cy_is_read_after(WAITING_PER_SENDER, ["p-cy"])
+
+
+def test_the_oldest_waiting_message_of_all_goes_first_when_there_are_sixty_four() -> None:
+    mute = [f"p-mute{n}" for n in range(WAITING_TOTAL // WAITING_PER_SENDER)]
+    assert cy_is_read_after(WAITING_TOTAL - 1, mute)
+    assert not cy_is_read_after(WAITING_TOTAL, mute)
+
+
+def test_one_senders_flood_evicts_only_its_own_messages() -> None:
+    assert cy_is_read_after(5 * WAITING_TOTAL, ["p-mute"])

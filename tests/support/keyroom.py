@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.client.keyring import Keyring, Outgoing
 from bot.e2ee.media import Codec
+from bot.e2ee.senderkeys import DEFAULT_ACTIVATION_DELAY, DEFAULT_GRACE_PERIOD
 from tests.support.fakes import FakeClock
 
 Roster = list[dict[str, Any]]
@@ -48,8 +49,10 @@ def intact(message: Sent) -> Sent:
 @dataclass
 class Room:
     room_id: str = "room-1"
-    activation_delay: float = 1.0
-    grace_period: float = 10.0
+    activation_delay: float = DEFAULT_ACTIVATION_DELAY
+    grace_period: float = DEFAULT_GRACE_PERIOD
+    # Build each Keyring with its own defaults, not the two values above (they must be equal).
+    keyring_defaults: bool = False
     clock: FakeClock = field(default_factory=FakeClock)
     show: Rewrite = truthful
     carry: Callable[[Sent], Sent] = intact  # what the server delivers for a key message sent
@@ -64,14 +67,18 @@ class Room:
 
     def newcomer(self, name: str) -> Keyring:
         """A participant admitted to this room (id and index assigned), not yet connected."""
-        ring = Keyring(
-            self.room_id,
-            f"p-{name}",
-            self.next_index,
-            activation_delay=self.activation_delay,
-            grace_period=self.grace_period,
-            clock=self.clock.now,
-        )
+        pid = f"p-{name}"
+        if self.keyring_defaults:
+            ring = Keyring(self.room_id, pid, self.next_index, clock=self.clock.now)
+        else:
+            ring = Keyring(
+                self.room_id,
+                pid,
+                self.next_index,
+                activation_delay=self.activation_delay,
+                grace_period=self.grace_period,
+                clock=self.clock.now,
+            )
         self.next_index += 1
         return ring
 
