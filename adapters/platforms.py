@@ -17,11 +17,11 @@ def build_platform_adapters(
     adapters: list[PlatformAdapter] = []
     # Each library is imported only when its platform is configured: they are large.
     if settings.slack.enabled:
-        from adapters.slack import SlackAdapter
+        from adapters.slack.adapter import SlackAdapter
 
         adapters.append(SlackAdapter(settings.slack, handler, web_app))
     if settings.discord.enabled:
-        from adapters.discord import DiscordAdapter
+        from adapters.discord.adapter import DiscordAdapter
 
         adapters.append(DiscordAdapter(settings.discord, handler))
     return adapters

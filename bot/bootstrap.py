@@ -24,7 +24,7 @@ from adapters.console import ConsoleAdapter, stdin_lines
 from adapters.platforms import build_platform_adapters
 from bot.clock import Clock, SystemClock
 from bot.commands.handler import CommandHandler
-from bot.config import Settings
+from bot.config import Settings, section_env
 from bot.core.service import MeetingService
 from bot.core.sweeper import run_sweeper
 from bot.errors import ConclaveError
@@ -100,21 +100,11 @@ class Application:
         count = self.settings.relay.workers
         if self.relay_pool is None or count == 0:
             return
-        relay = self.settings.relay
-        # Workers read their settings as this process resolved them, whatever the source.
-        relay_env = {
-            "CONCLAVE_RELAY_ICE_SERVERS": ",".join(relay.ice_servers),
-            "CONCLAVE_RELAY_ICE_USERNAME": relay.ice_username,
-            "CONCLAVE_RELAY_ICE_CREDENTIAL": relay.ice_credential.reveal(),
-            "CONCLAVE_RELAY_HOST_ADDRESSES": ",".join(relay.host_addresses),
-            "CONCLAVE_RELAY_MAX_PACKET_RATE": str(relay.max_packet_rate),
-            "CONCLAVE_LOGGING_LEVEL": self.settings.logging.level,
-        }
         self._workers = LocalWorkers(
             count,
             self.settings.server.local_url,
             self.relay_secret,
-            relay_env,
+            local_worker_env(self.settings, self.relay_secret),
         )
         await self._workers.start()
         if await self.relay_pool.wait_for_workers(count, within=20.0):
@@ -143,6 +133,14 @@ class Application:
             self._listener.close()  # never started, or the server has closed it already
             self._listener = None
         await self.store.close()
+
+
+def local_worker_env(settings: Settings, secret: Secret) -> dict[str, str]:
+    """A local relay worker's settings as this process resolved them, whatever their source
+    (the worker reads no config file): every relay key, with this run's secret, and the log
+    level. Secrets are revealed: for the worker's environment only."""
+    relay = dataclasses.replace(settings.relay, secret=secret)
+    return {**section_env(relay), **section_env(settings.logging)}
 
 
 def _bind_any_port(settings: Settings) -> tuple[Settings, socket.socket | None]:

@@ -1,6 +1,7 @@
 """Settings: embedded defaults, then a TOML file, then ``CONCLAVE_<SECTION>_<KEY>`` variables.
 
-Every key is declared once, here, with its type and check; an invalid value raises
+Every key is declared once, with its type and check: the core's sections here, each chat
+platform's in its adapter (``adapters/<platform>/settings.py``). An invalid value raises
 ``ConfigError`` naming the key. ``config/conclave.example.toml`` documents each key.
 """
 
@@ -10,12 +11,15 @@ import dataclasses
 import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from adapters.discord.settings import DiscordSettings
+from adapters.slack.settings import SlackSettings
+from bot.config_fields import Check, Section, spec
 from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
 from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError
@@ -24,12 +28,6 @@ from bot.secret import Secret
 ENV_PREFIX = "CONCLAVE_"
 CONFIG_PATH_ENV = "CONCLAVE_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
-
-Check = Callable[[Any], str | None]
-
-
-def _spec(default: Any, *, duration: bool = False, check: Check | None = None) -> Any:
-    return field(default=default, metadata={"duration": duration, "check": check})
 
 
 def _between(low: int, high: int) -> Check:
@@ -60,14 +58,14 @@ def _level(v: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    host: str = _spec("127.0.0.1", check=_non_empty)
+class ServerSettings(Section):
+    host: str = spec("127.0.0.1", check=_non_empty)
     # 0: any free port, chosen when the application is built (links and logs carry it).
-    port: int = _spec(8080, check=_between(0, 65535))
-    public_url: str = _spec("", check=_public_url)
+    port: int = spec(8080, check=_between(0, 65535))
+    public_url: str = spec("", check=_public_url)
     # How long an HTTP connection may sit idle, or take to send a request's headers or body
     # (aiohttp's own default keeps an idle connection for an hour).
-    idle_timeout: int = _spec(30, duration=True, check=_between(1, 3600))
+    idle_timeout: int = spec(30, duration=True, check=_between(1, 3600))
 
     @property
     def base_url(self) -> str:
@@ -89,17 +87,21 @@ class ServerSettings:
 
 
 @dataclass(frozen=True)
-class StorageSettings:
-    path: str = _spec("./data/conclave.db", check=_non_empty)
+class StorageSettings(Section):
+    path: str = spec("./data/conclave.db", check=_non_empty)
 
 
 @dataclass(frozen=True)
-class MeetingSettings:
-    default_ttl: int = _spec(24 * 3600, duration=True, check=_ttl)
-    max_ttl: int = _spec(7 * 24 * 3600, duration=True, check=_ttl)
-    invite_ttl: int = _spec(24 * 3600, duration=True, check=_ttl)
-    max_invitees: int = _spec(25, check=_between(1, 100))
-    sweep_interval: int = _spec(30, duration=True, check=_between(1, 3600))
+class MeetingSettings(Section):
+    default_ttl: int = spec(24 * 3600, duration=True, check=_ttl)
+    max_ttl: int = spec(7 * 24 * 3600, duration=True, check=_ttl)
+    invite_ttl: int = spec(24 * 3600, duration=True, check=_ttl)
+    max_invitees: int = spec(25, check=_between(1, 100))
+    sweep_interval: int = spec(30, duration=True, check=_between(1, 3600))
+
+    def validate(self) -> None:
+        if self.default_ttl > self.max_ttl:
+            raise ConfigError("meetings.default_ttl", "must not be longer than meetings.max_ttl")
 
     def policy(self) -> MeetingPolicy:
         return MeetingPolicy(
@@ -111,18 +113,18 @@ class MeetingSettings:
 
 
 @dataclass(frozen=True)
-class SignalingSettings:
-    hello_timeout: int = _spec(10, duration=True, check=_between(1, 300))
-    max_participants: int = _spec(50, check=_between(2, 500))
+class SignalingSettings(Section):
+    hello_timeout: int = spec(10, duration=True, check=_between(1, 300))
+    max_participants: int = spec(50, check=_between(2, 500))
     # Sustained messages per second per connection, and the burst allowed above it.
-    rate_limit: int = _spec(50, check=_between(1, 10_000))
-    rate_burst: int = _spec(200, check=_between(1, 100_000))
+    rate_limit: int = spec(50, check=_between(1, 10_000))
+    rate_burst: int = spec(200, check=_between(1, 100_000))
     # A connection whose socket does not take one message within send_timeout, or whose
     # unsent messages outgrow send_queue_bytes, is not reading: it is cut off.
-    send_timeout: int = _spec(5, duration=True, check=_between(1, 300))
-    send_queue_bytes: int = _spec(1024 * 1024, check=_between(256 * 1024, 256 * 1024 * 1024))
+    send_timeout: int = spec(5, duration=True, check=_between(1, 300))
+    send_queue_bytes: int = spec(1024 * 1024, check=_between(256 * 1024, 256 * 1024 * 1024))
     # Websockets from one address that may be open without having completed their hello.
-    unauthenticated_per_address: int = _spec(20, check=_between(1, 100_000))
+    unauthenticated_per_address: int = spec(20, check=_between(1, 100_000))
 
 
 def _ice_urls(v: tuple[str, ...]) -> str | None:
@@ -141,66 +143,32 @@ def _ips(v: tuple[str, ...]) -> str | None:
     return None
 
 
-def _http_url(v: str) -> str | None:
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return "must be an http:// or https:// URL"
-    return None
-
-
 @dataclass(frozen=True)
-class RelaySettings:
+class RelaySettings(Section):
     # Local relay worker processes `conclave run` starts (0: only remote `conclave relay`s).
-    workers: int = _spec(1, check=_between(0, 64))
+    workers: int = spec(1, check=_between(0, 64))
     # Shared secret between core and relay workers; empty: a random one per run, which is
     # enough when every worker is local.
-    secret: Secret = _spec(Secret(""))
+    secret: Secret = spec(Secret(""))
     # STUN/TURN URLs for every peer connection; empty means host candidates only.
-    ice_servers: tuple[str, ...] = _spec((), check=_ice_urls)
-    ice_username: str = _spec("")
-    ice_credential: Secret = _spec(Secret(""))
+    ice_servers: tuple[str, ...] = spec((), check=_ice_urls)
+    ice_username: str = spec("")
+    ice_credential: Secret = spec(Secret(""))
     # Restrict ICE host candidates to these addresses (empty: every interface but loopback).
-    host_addresses: tuple[str, ...] = _spec((), check=_ips)
+    host_addresses: tuple[str, ...] = spec((), check=_ips)
     # SRTP and SRTCP packets a second one participant may send a relay worker; more are dropped
     # (and counted) before decryption. Real audio and video stay far below the default.
-    max_packet_rate: int = _spec(2000, check=_between(100, 1_000_000))
+    max_packet_rate: int = spec(2000, check=_between(100, 1_000_000))
 
 
 @dataclass(frozen=True)
-class SlackSettings:
-    mode: str = _spec(
-        "socket", check=lambda v: None if v in ("socket", "http") else "must be socket or http"
-    )
-    bot_token: Secret = _spec(Secret(""))
-    app_token: Secret = _spec(Secret(""))
-    signing_secret: Secret = _spec(Secret(""))
-    api_url: str = _spec("https://slack.com/api/", check=_http_url)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.bot_token)
+class LoggingSettings(Section):
+    level: str = spec("info", check=_level)
 
 
 @dataclass(frozen=True)
-class DiscordSettings:
-    token: Secret = _spec(Secret(""))
-    application_id: str = _spec("")
-    guild_id: str = _spec("")
-    api_url: str = _spec("https://discord.com/api/v10", check=_http_url)
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.token)
-
-
-@dataclass(frozen=True)
-class LoggingSettings:
-    level: str = _spec("info", check=_level)
-
-
-@dataclass(frozen=True)
-class ConsoleSettings:
-    user: str = _spec("host", check=_non_empty)
+class ConsoleSettings(Section):
+    user: str = spec("host", check=_non_empty)
 
 
 @dataclass(frozen=True)
@@ -217,11 +185,16 @@ class Settings:
     source: str = "embedded defaults"
 
 
-_SECTIONS: dict[str, type[Any]] = {
+_SECTIONS: dict[str, type[Section]] = {
     f.name: f.type if isinstance(f.type, type) else get_type_hints(Settings)[f.name]
     for f in dataclasses.fields(Settings)
     if f.name != "source"
 }
+_SECTION_NAMES = {cls: name for name, cls in _SECTIONS.items()}
+
+
+def _env_var(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
 
 
 def _coerce(key: str, kind: Any, duration: bool, raw: Any) -> Any:
@@ -264,7 +237,7 @@ def _coerce(key: str, kind: Any, duration: bool, raw: Any) -> Any:
     raise ConfigError(key, f"has an unsupported type {kind!r}")  # pragma: no cover
 
 
-def _build(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
+def _build(section: str, cls: type[Section], values: Mapping[str, Any]) -> Any:
     hints = get_type_hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls)}
     for name in values:
@@ -289,7 +262,7 @@ def _build(section: str, cls: type[Any], values: Mapping[str, Any]) -> Any:
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     overrides: dict[str, dict[str, str]] = {}
     names = {
-        f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}": (section, f.name)
+        _env_var(section, f.name): (section, f.name)
         for section, cls in _SECTIONS.items()
         for f in dataclasses.fields(cls)
     }
@@ -334,20 +307,29 @@ def load_settings(
         for name, cls in _SECTIONS.items()
     }
     settings = Settings(**sections, source=source)
-    m = settings.meetings
-    if m.default_ttl > m.max_ttl:
-        raise ConfigError("meetings.default_ttl", "must not be longer than meetings.max_ttl")
-    slack = settings.slack
-    if slack.enabled and slack.mode == "socket" and not slack.app_token:
-        raise ConfigError("slack.app_token", "is required in socket mode (an xapp- token)")
-    if slack.enabled and slack.mode == "http" and not slack.signing_secret:
-        raise ConfigError("slack.signing_secret", "is required in http mode")
-    discord = settings.discord
-    if discord.guild_id and not discord.guild_id.isdigit():
-        raise ConfigError("discord.guild_id", "must be a numeric guild id")
-    if discord.application_id and not discord.application_id.isdigit():
-        raise ConfigError("discord.application_id", "must be a numeric application id")
+    for built in sections.values():
+        built.validate()
     return settings
+
+
+def section_env(section: Section) -> dict[str, str]:
+    """``section`` as the ``CONCLAVE_<SECTION>_<KEY>`` variables that load it back unchanged:
+    every key, secrets revealed. For a child process's environment only, never for a log."""
+    name = _SECTION_NAMES[type(section)]
+    return {
+        _env_var(name, f.name): _env_text(getattr(section, f.name))
+        for f in dataclasses.fields(section)
+    }
+
+
+def _env_text(value: Any) -> str:
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return ",".join(value)  # how _coerce reads a list from the environment
+    return str(value)  # a duration too: a whole number of seconds
 
 
 def describe(settings: Settings) -> str:

@@ -14,8 +14,10 @@ from typing import Any, get_type_hints
 
 import pytest
 
-from bot.config import Settings, describe, load_settings
+from bot.bootstrap import local_worker_env
+from bot.config import RelaySettings, Settings, describe, load_settings, section_env
 from bot.errors import ConfigError
+from bot.secret import Secret
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "config" / "conclave.example.toml"
@@ -340,3 +342,66 @@ def test_platform_and_relay_settings_are_checked() -> None:
     assert s.slack.enabled and not s.discord.enabled
     shown = describe(s)
     assert "secret-value" not in shown and "**********" in shown
+
+
+# --- settings a local relay worker gets -------------------------------------------------------
+
+# A value other than the default for every relay key, so that a key which did not reach the
+# worker would show as the default coming back.
+RELAY_ENV = {
+    "CONCLAVE_RELAY_WORKERS": "3",
+    "CONCLAVE_RELAY_SECRET": "configured-relay-secret",
+    "CONCLAVE_RELAY_ICE_SERVERS": "stun:a.example:3478,turns:b.example:5349",
+    "CONCLAVE_RELAY_ICE_USERNAME": "ice-user",
+    "CONCLAVE_RELAY_ICE_CREDENTIAL": "ice-credential-value",
+    "CONCLAVE_RELAY_HOST_ADDRESSES": "127.0.0.1,::1",
+    "CONCLAVE_RELAY_MAX_PACKET_RATE": "1500",
+    "CONCLAVE_LOGGING_LEVEL": "debug",
+}
+
+
+def test_every_relay_setting_reaches_a_local_worker() -> None:
+    settings = load_settings(environ=RELAY_ENV)
+    defaults = RelaySettings()
+    not_set = [
+        f.name
+        for f in dataclasses.fields(RelaySettings)
+        if getattr(settings.relay, f.name) == getattr(defaults, f.name)
+    ]
+    assert not not_set, f"give these relay keys a value other than the default: {not_set}"
+    run_secret = Secret("this-run-relay-secret")
+    env = local_worker_env(settings, run_secret)
+    assert {var for var in env if var.startswith("CONCLAVE_RELAY_")} == {
+        f"CONCLAVE_RELAY_{f.name.upper()}" for f in dataclasses.fields(RelaySettings)
+    }
+    # The worker loads its settings from that environment alone (it reads no config file).
+    worker = load_settings(environ=env)
+    assert worker.relay == dataclasses.replace(settings.relay, secret=run_secret)
+    assert worker.logging == settings.logging
+
+
+def test_every_section_loads_back_from_its_environment(tmp_path: Path) -> None:
+    """``section_env`` writes each kind of value (durations, lists, secrets) as it is read."""
+    path = write(
+        tmp_path,
+        """
+        [server]
+        public_url = "https://meet.example.com"
+        idle_timeout = "2m"
+
+        [meetings]
+        default_ttl = "1h30m"
+
+        [slack]
+        bot_token = "xoxb-secret-value"
+        app_token = "xapp-secret-value"
+        """,
+    )
+    original = load_settings(path, environ=RELAY_ENV)
+    env: dict[str, str] = {}
+    for section in declared_keys():
+        env.update(section_env(getattr(original, section)))
+    again = load_settings(environ=env)
+    assert {s: getattr(again, s) for s in declared_keys()} == {
+        s: getattr(original, s) for s in declared_keys()
+    }

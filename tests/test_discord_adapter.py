@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yarl
 
-from adapters.discord import DiscordAdapter
+from adapters.discord.adapter import DiscordAdapter
 from bot.commands.handler import CommandHandler
 from bot.config import load_settings
 from bot.core.links import JoinLink, parse_link

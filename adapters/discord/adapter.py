@@ -17,10 +17,10 @@ from adapters.discord import people
 from adapters.discord.commands import meet_group
 from adapters.discord.dm import DiscordDirectMessages
 from adapters.discord.install import install_url
+from adapters.discord.settings import DiscordSettings
 from adapters.library_logs import quiet_chat_libraries
 from bot.commands import render
 from bot.commands.handler import CommandHandler
-from bot.config import DiscordSettings
 from bot.errors import ConclaveError
 
 log = logging.getLogger(__name__)

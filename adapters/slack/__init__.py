@@ -1,5 +1,5 @@
-"""Slack adapter: ``/meet`` over slack-bolt, in Socket Mode or HTTP mode."""
+"""Slack adapter: ``/meet`` over slack-bolt, in Socket Mode or HTTP mode.
 
-from adapters.slack.adapter import SlackAdapter
-
-__all__ = ["SlackAdapter"]
+The package imports no Slack library, so that ``bot.config`` can read ``settings`` on every
+start; ``adapters.slack.adapter``, imported only when Slack is configured, does.
+"""

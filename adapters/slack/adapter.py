@@ -22,8 +22,8 @@ from adapters.slack import events
 from adapters.slack.dm import SlackDirectMessages
 from adapters.slack.message import JOIN_ACTION, escape
 from adapters.slack.people import PLATFORM, SlackPeople
+from adapters.slack.settings import SlackSettings
 from bot.commands.handler import CommandHandler
-from bot.config import SlackSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,36 @@
+"""How a settings section declares its keys, for ``bot.config`` and the adapters' own sections.
+
+A section is a frozen dataclass of ``spec`` fields, each with its default, whether it is a
+duration, and a check of its value alone; checks that read several keys go in ``validate``.
+``bot.config`` reads, coerces, checks and prints every section the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import Field, field
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+Check = Callable[[Any], str | None]
+
+
+def spec(default: Any, *, duration: bool = False, check: Check | None = None) -> Any:
+    return field(default=default, metadata={"duration": duration, "check": check})
+
+
+def http_url(v: str) -> str | None:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+class Section:
+    """The base of every settings section."""
+
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # each section is a dataclass
+
+    def validate(self) -> None:
+        """Checks across keys, run once every section is built: raise ``ConfigError`` naming
+        the key to fix."""
