@@ -89,6 +89,7 @@ class DiscordAdapter:
                 await self._gateway
             self._gateway = None
 
+    @property
     def bot_user_id(self) -> str | None:
         user = self.client.user
         return str(user.id) if user is not None else self._settings.application_id or None
@@ -99,7 +100,7 @@ class DiscordAdapter:
         assert interaction.guild_id is not None  # the group is guild-only
         resolve = people.resolver(self.client, interaction.guild_id)
         actor = people.actor(interaction)
-        outcome = await self._handler.handle(actor, text, resolve, self.bot_user_id())
+        outcome = await self._handler.handle(actor, text, resolve, self.bot_user_id)
         report = await deliver(outcome.invitations, self._dms.send)
         await interaction.followup.send(fit(caller_reply(outcome, report)), **PRIVATE)
         if outcome.announcement is not None:

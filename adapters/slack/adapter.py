@@ -60,7 +60,7 @@ class SlackAdapter:
         handler.notify_hosts(PLATFORM, self._dms.notify)
         self._socket: AsyncSocketModeHandler | None = None
         self._session: aiohttp.ClientSession | None = None
-        self.bot_user_id: str | None = None
+        self._bot_user_id: str | None = None
         if settings.mode == "http":
             events.mount(web_app, self.bolt, settings.signing_secret)
 
@@ -69,15 +69,19 @@ class SlackAdapter:
         self._session = aiohttp.ClientSession()
         self.client.session = self._session
         auth = await self.client.auth_test()  # fails fast on a bad token, and names our bot
-        self.bot_user_id = str(auth["user_id"])
+        self._bot_user_id = str(auth["user_id"])
         log.info(
-            "slack: signed in to team %s as bot user %s", auth.get("team_id"), self.bot_user_id
+            "slack: signed in to team %s as bot user %s", auth.get("team_id"), self._bot_user_id
         )
         if self._settings.mode == "socket":
             self._socket = AsyncSocketModeHandler(
                 self.bolt, self._settings.app_token.reveal(), web_client=self.client
             )
             await self._socket.connect_async()  # type: ignore[no-untyped-call]  # untyped in Bolt
+
+    @property
+    def bot_user_id(self) -> str | None:
+        return self._bot_user_id
 
     async def stop(self) -> None:
         if self._socket is not None:
