@@ -3,7 +3,8 @@ grammar's text and hands it to ``run`` (the adapter), which does the rest."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import discord
 from discord import app_commands
@@ -11,8 +12,23 @@ from discord import app_commands
 from adapters.discord import options
 
 Run = Callable[[discord.Interaction, str], Awaitable[None]]
+RoomCommand = Callable[[discord.Interaction, str], Coroutine[Any, Any, None]]
 
 ROOM = "The room id (see /meet list)"
+# Subcommands whose one option is the room they act on.
+ON_ROOM = {
+    "lock": "Let nobody new in",
+    "unlock": "Let invited people in again",
+    "end": "End the meeting and revoke every link",
+    "join": "Get your own link, if your DM did not arrive",
+}
+
+
+def _on_room(run: Run, verb: str) -> RoomCommand:
+    async def on_room(interaction: discord.Interaction, room: str) -> None:
+        await run(interaction, options.on_room(verb, room))
+
+    return on_room
 
 
 def meet_group(run: Run) -> app_commands.Group:
@@ -43,25 +59,10 @@ def meet_group(run: Run) -> app_commands.Group:
     async def invite(interaction: discord.Interaction, room: str, invitees: str) -> None:
         await run(interaction, options.invite(room, invitees))
 
-    @meet.command(description="Let nobody new in")
-    @app_commands.describe(room=ROOM)
-    async def lock(interaction: discord.Interaction, room: str) -> None:
-        await run(interaction, options.on_room("lock", room))
-
-    @meet.command(description="Let invited people in again")
-    @app_commands.describe(room=ROOM)
-    async def unlock(interaction: discord.Interaction, room: str) -> None:
-        await run(interaction, options.on_room("unlock", room))
-
-    @meet.command(description="End the meeting and revoke every link")
-    @app_commands.describe(room=ROOM)
-    async def end(interaction: discord.Interaction, room: str) -> None:
-        await run(interaction, options.on_room("end", room))
-
-    @meet.command(description="Get your own link, if your DM did not arrive")
-    @app_commands.describe(room=ROOM)
-    async def join(interaction: discord.Interaction, room: str) -> None:
-        await run(interaction, options.on_room("join", room))
+    for verb, description in ON_ROOM.items():
+        meet.command(name=verb, description=description)(
+            app_commands.describe(room=ROOM)(_on_room(run, verb))
+        )
 
     @meet.command(description="Remove whoever used someone's link and DM them a new one")
     @app_commands.describe(room=ROOM, invitee="The person whose link was used, as an @mention")
