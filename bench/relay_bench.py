@@ -39,17 +39,13 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
 from bench.procstats import peak_rss_kib, percentile, stop_process
+from bot.config import RelaySettings
 from bot.relay import control
-from bot.relay.aiortc_internals import (
-    ReceiverTap,
-    SenderTap,
-    SilentTrack,
-    make_peer_connection,
-    on_keyframe_request,
-    prefer_codec,
-    restrict_host_addresses,
-)
 from bot.relay.tickets import HEADER, NonceCache, answer_worker_ticket
+from bot.rtc.internals import on_keyframe_request, restrict_host_addresses
+from bot.rtc.peer import make_peer_connection, prefer_codec
+from bot.rtc.receiving import ReceiverTap
+from bot.rtc.sending import SenderTap, SilentTrack
 from bot.secret import Secret
 from tests.support.fakes import listen_on_any_port
 
@@ -328,7 +324,8 @@ def worker_main(core_url: str) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         secret = Secret(os.environ["CONCLAVE_RELAY_SECRET"])
-        await run_worker(core_url, secret, "bench-1", host_addresses=LOOPBACK, stop=stop)
+        settings = RelaySettings(secret=secret, host_addresses=tuple(LOOPBACK))
+        await run_worker(core_url, "bench-1", settings, stop=stop)
 
     asyncio.run(main())
 

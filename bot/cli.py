@@ -92,7 +92,7 @@ def _read_link(argument: str) -> str | None:
 def _join(args: argparse.Namespace) -> int:
     from bot.client.join import join
     from bot.client.session import MediaOptions
-    from bot.relay.aiortc_internals import restrict_host_addresses
+    from bot.rtc.internals import restrict_host_addresses
 
     configure("warning")
     link = _read_link(args.link)
@@ -120,9 +120,7 @@ def _join(args: argparse.Namespace) -> int:
         video=args.video,
         audio=args.audio,
         record_dir=Path(args.record) if args.record else None,
-        ice_servers=relay.ice_servers,
-        ice_username=relay.ice_username,
-        ice_credential=relay.ice_credential,
+        ice=relay,
     )
     return asyncio.run(join(link, args.duration, media, args.name))
 
@@ -142,17 +140,7 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(
-            args.core_url,
-            relay.secret,
-            worker_id,
-            ice_servers=relay.ice_servers,
-            ice_username=relay.ice_username,
-            ice_credential=relay.ice_credential,
-            host_addresses=relay.host_addresses,
-            max_packet_rate=relay.max_packet_rate,
-            stop=stop,
-        )
+        await run_worker(args.core_url, worker_id, relay, stop=stop)
 
     asyncio.run(serve())
     return 0

@@ -22,9 +22,26 @@ from tests.support.proc import START_TIMEOUT, LineReader, conclave_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT_PACKAGES = frozenset({"bot", "adapters", "tests", "bench"})
-# What `conclave run` must not load: the media client and the media stack it alone uses.
+# What `conclave run` must not load: the media client, the relay worker and the media stack
+# they alone use, with every bot.rtc module that imports it.
 MEDIA_STACK = frozenset(
-    {"aiortc", "aioice", "av", "numpy", "pylibsrtp", "bot.client", "bot.relay.worker"}
+    {
+        "aiortc",
+        "aioice",
+        "av",
+        "numpy",
+        "pylibsrtp",
+        "bot.client",
+        "bot.relay.worker",
+        "bot.relay.sfu",
+        "bot.relay.tracks",
+        "bot.rtc.peer",
+        "bot.rtc.sending",
+        "bot.rtc.receiving",
+        "bot.rtc.inbound",
+        "bot.rtc.nack",
+        "bot.rtc.internals",
+    }
 )
 
 

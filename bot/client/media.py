@@ -28,18 +28,12 @@ from bot.client.keyring import Keyring
 from bot.client.received import ReceivedTrack, Roster
 from bot.client.recorder import TrackRecorder
 from bot.client.tracks import AudioSource, VideoSource
-from bot.e2ee.media import Codec
-from bot.relay.aiortc_internals import (
-    install_receive_transform,
-    make_peer_connection,
-    on_keyframe_request,
-    prefer_codec,
-)
-from bot.secret import Secret
+from bot.rtc.internals import install_receive_transform, on_keyframe_request
+from bot.rtc.peer import IceSettings, make_peer_connection, prefer_codec
+from bot.rtc.profile import PROFILE
 
 log = logging.getLogger(__name__)
 
-CODECS = {"video": Codec.VP8, "audio": Codec.OPUS}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -57,12 +51,10 @@ class MediaSession:
         video: str = "testsrc",
         audio: str = "tone",
         record_dir: Path | None = None,
-        ice_servers: tuple[str, ...] = (),
-        ice_username: str = "",
-        ice_credential: Secret = Secret(""),
+        ice: IceSettings | None = None,
     ) -> None:
         self._keyring = keyring
-        self._pc = make_peer_connection(ice_servers, ice_username, ice_credential)
+        self._pc = make_peer_connection(ice)
         self._record_dir = record_dir
         self._roster = roster
         self.received: list[ReceivedTrack] = []
@@ -75,7 +67,7 @@ class MediaSession:
         self._pc.on("track", self._on_track)
 
     def _protector(self, kind: str) -> Callable[[bytes], bytes]:
-        codec = CODECS[kind]
+        codec = PROFILE[kind].codec
         return lambda frame: self._keyring.protect(codec, frame)
 
     async def offer(self) -> dict[str, Any]:
@@ -102,13 +94,13 @@ class MediaSession:
         return {"type": "answer", "sdp": self._pc.localDescription.sdp}
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        codec = CODECS.get(track.kind)
+        profile = PROFILE.get(track.kind)
         receiver = next(
             (t.receiver for t in self._pc.getTransceivers() if t.receiver.track is track), None
         )
-        if codec is None or receiver is None:
+        if profile is None or receiver is None:
             return
-        received = ReceivedTrack(track.id, codec, self._keyring, self._roster)
+        received = ReceivedTrack(track.id, profile.codec, self._keyring, self._roster)
         self.received.append(received)
         install_receive_transform(receiver, track.kind, received.unprotect)
         if self._record_dir is not None:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from bot.core.links import JoinLink
 from bot.e2ee.errors import KeysTampered
 from bot.e2ee.roster import RosterView
 from bot.errors import ConclaveError, ProtocolError
+from bot.rtc.peer import IceSettings
 from bot.secret import Secret
 from bot.signaling.envelope import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, encode
 
@@ -57,9 +58,7 @@ class MediaOptions:
     video: str = "testsrc"
     audio: str = "tone"
     record_dir: Path | None = None
-    ice_servers: tuple[str, ...] = ()
-    ice_username: str = ""
-    ice_credential: Secret = field(default_factory=lambda: Secret(""))
+    ice: IceSettings | None = None  # the ICE servers, e.g. the [relay] settings; None: none
     activation_delay: float = 1.0
     grace_period: float = 10.0
 
@@ -311,9 +310,7 @@ class ClientSession:
                 video=o.video,
                 audio=o.audio,
                 record_dir=o.record_dir,
-                ice_servers=o.ice_servers,
-                ice_username=o.ice_username,
-                ice_credential=o.ice_credential,
+                ice=o.ice,
                 roster=lambda: self._roster,
             )
             await self.send("publish", offer=await self.media.offer())

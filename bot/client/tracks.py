@@ -20,10 +20,11 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bot.e2ee.errors import MediaFrameError
+from bot.rtc.profile import AUDIO, VIDEO
 
-VIDEO_CLOCK = fractions.Fraction(1, 90000)
-AUDIO_CLOCK = fractions.Fraction(1, 48000)
-AUDIO_RATE = 48000
+VIDEO_CLOCK = VIDEO.time_base
+AUDIO_CLOCK = AUDIO.time_base
+AUDIO_RATE = AUDIO.clock_rate  # Opus's RTP clock; the audio is sampled at the same rate
 AUDIO_FRAME = 960  # 20 ms
 WIDTH, HEIGHT, FPS = 320, 240, 15
 MAX_LAG = 0.1  # seconds a source may run late before it skips ahead
@@ -118,7 +119,7 @@ class VideoSource(_PacedTrack):
         while True:
             await self._pace(self._n / FPS)
             frame = next(self._frames) if self._frames is not None else _test_pattern(self._n)
-            frame.pts = self._n * (90000 // FPS)
+            frame.pts = self._n * (VIDEO.clock_rate // FPS)
             frame.time_base = VIDEO_CLOCK
             if self._key_frame_wanted:
                 self._key_frame_wanted = False

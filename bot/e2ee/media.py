@@ -7,7 +7,8 @@ byte 0 is the inverse key-frame flag, so 0 means key frame): 10 bytes of a key f
 tag plus start code and dimensions) and 3 bytes of a delta frame (the frame tag). Opus keeps
 nothing in clear.
 
-The receiver finds the prefix length the same way, from the first byte it receives.
+The receiver finds the prefix length the same way, from the first byte it receives. Which of
+these codecs each kind of media travels as, with its RTP clock, is ``bot.rtc.profile``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ before aiortc sees an offer, the relay refuses one with more than one audio or o
 or with any other kind, or with more than ``MAX_CANDIDATES`` candidates, and requires each line
 the client sends on to announce its SSRC (``a=ssrc``): one media SSRC, plus at most its
 retransmission SSRC tied to it by ``a=ssrc-group:FID``. Packets with any other SSRC are later
-dropped before decryption (``aiortc_internals.InboundGuard``). Answers to the relay's offers
+dropped before decryption (``bot.rtc.inbound.InboundGuard``). Answers to the relay's offers
 are held to the same candidate limit (``check_candidates``).
 
 Pure text processing, no aiortc: the core imports ``MediaRefused`` to pass the refusal on.

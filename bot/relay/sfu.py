@@ -5,7 +5,7 @@ publishes (at most one audio and one video track); the relay answers and then ad
 sendonly transceiver per track of every other participant, and re-offers. After the initial
 offer only the relay offers, one negotiation at a time per connection, so offers never cross.
 How each track's packets are copied is in ``tracks``; what an offer may ask for, in ``offers``.
-Each participant's inbound packets pass an ``aiortc_internals.InboundGuard`` first: only the
+Each participant's inbound packets pass a ``bot.rtc.inbound.InboundGuard`` first: only the
 SSRCs its offer announced, and at most ``max_packet_rate`` packets a second.
 """
 
@@ -21,7 +21,6 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.errors import ConclaveError
-from bot.relay import aiortc_internals as hooks
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
 from bot.relay.offers import (
     MAX_CANDIDATES,
@@ -31,6 +30,11 @@ from bot.relay.offers import (
     check_offer,
 )
 from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
+from bot.rtc import internals
+from bot.rtc.inbound import InboundGuard
+from bot.rtc.peer import prefer_codec
+from bot.rtc.profile import PROFILE
+from bot.rtc.sending import SilentTrack
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +93,13 @@ class _Pending:
 
 
 @dataclass(eq=False)
-class Participant:
+class Peer:
+    """One participant's peer connection with this relay, and what it publishes."""
+
     room: str
     id: str
     pc: RTCPeerConnection
-    guard: hooks.InboundGuard
+    guard: InboundGuard
     published: dict[str, PublishedTrack] = field(default_factory=dict)
     negotiation: int = 0
     pending: _Pending | None = None
@@ -114,7 +120,7 @@ class Relay:
         self._send_offer = send_offer
         self._make_pc = make_pc
         self._max_packet_rate = max_packet_rate
-        self._rooms: dict[str, dict[str, Participant]] = {}
+        self._rooms: dict[str, dict[str, Peer]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self.counters = Counters()
 
@@ -136,7 +142,7 @@ class Relay:
             self.counters.rate_limited_packets + sum(g.over_rate for g in live),
         )
 
-    def participant(self, room: str, participant: str) -> Participant:
+    def peer(self, room: str, participant: str) -> Peer:
         found = self._rooms.get(room, {}).get(participant)
         if found is None:
             raise NotJoined(room, participant)
@@ -176,32 +182,31 @@ class Relay:
         pc: RTCPeerConnection,
         offer_sdp: str,
         offered: OfferedMedia,
-    ) -> Participant:
+    ) -> Peer:
         tracks: list[MediaStreamTrack] = []
         pc.on("track", tracks.append)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:
             raise MediaRefused(f"The offer could not be used: {exc}") from exc
-        guard = hooks.InboundGuard(
+        guard = InboundGuard(
             (ssrc for ssrcs in offered.sources.values() for ssrc in ssrcs),
             offered.announced,
             lambda: len(pc.getTransceivers()) + EXTRA_RTCP_SOURCES,
             self._max_packet_rate,
             MAX_REMOTE_CANDIDATES,
         )
-        hooks.guard_inbound(pc, guard)
-        p = Participant(room, participant, pc, guard)
+        internals.guard_inbound(pc, guard)
+        p = Peer(room, participant, pc, guard)
         clock = PublisherClock()
         for transceiver in pc.getTransceivers():
             kind = transceiver.kind
             if transceiver.receiver.track not in tracks or kind in p.published:
                 continue  # not sent by the client, or a second track of a kind: not relayed
-            mime = hooks.negotiated_mime_type(transceiver)
-            if mime != hooks.PREFERRED_CODEC[kind]:
-                raise MediaRefused(
-                    f"The {kind} track must offer {hooks.PREFERRED_CODEC[kind]} (got {mime})."
-                )
+            mime = internals.negotiated_mime_type(transceiver)
+            wanted = PROFILE[kind].mime_type
+            if mime != wanted:
+                raise MediaRefused(f"The {kind} track must offer {wanted} (got {mime}).")
             ssrcs = offered.sources.get(kind)
             if ssrcs is None:  # check_offer reads directions as aiortc does; never, then
                 raise MediaRefused(f"The {kind} line sends but announces no SSRC.")
@@ -229,15 +234,15 @@ class Relay:
                     self._renegotiate(other)
             self._renegotiate(newcomer)
 
-    def _subscribe(self, subscriber: Participant, track: PublishedTrack) -> None:
+    def _subscribe(self, subscriber: Peer, track: PublishedTrack) -> None:
         if any(f.subscriber is subscriber for f in track.forwards):
             return  # joins that crossed: the other's connect already made this pair
         transceiver = subscriber.pc.addTransceiver(
-            hooks.SilentTrack(track.kind, f"{track.owner}-{track.kind}"), direction="sendonly"
+            SilentTrack(track.kind, f"{track.owner}-{track.kind}"), direction="sendonly"
         )
-        hooks.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
-        hooks.prefer_codec(transceiver)
-        hooks.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
+        internals.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
+        prefer_codec(transceiver)
+        internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
         track.forwards.append(ForwardedTrack(track, subscriber, transceiver))
         track.request_keyframe()
 
@@ -253,13 +258,13 @@ class Relay:
             for other in members.values():
                 for track in other.published.values():
                     track.forwards = [f for f in track.forwards if f.subscriber is not leaver]
-            affected: dict[str, Participant] = {}
+            affected: dict[str, Peer] = {}
             for track in leaver.published.values():
                 for forward in track.forwards:
                     await forward.stop()
                     affected[forward.subscriber.id] = forward.subscriber
                 track.forwards = []
-            await self._close_participant(leaver)
+            await self._close_peer(leaver)
             for other in affected.values():
                 self._renegotiate(other)
             log.info("participant %s left room %s on the relay", participant, room)
@@ -268,14 +273,14 @@ class Relay:
         async with self._lock(room):
             members = self._rooms.pop(room, {})
             for p in members.values():
-                await self._close_participant(p)
+                await self._close_peer(p)
         self._locks.pop(room, None)
 
     async def close(self) -> None:
         for room in list(self._rooms):
             await self.close_room(room)
 
-    async def _close_participant(self, p: Participant) -> None:
+    async def _close_peer(self, p: Peer) -> None:
         p.closed = True
         self.counters.foreign_packets += p.guard.foreign
         self.counters.rate_limited_packets += p.guard.over_rate
@@ -293,13 +298,13 @@ class Relay:
 
     # --- renegotiation -----------------------------------------------------------------------
 
-    def _renegotiate(self, p: Participant) -> None:
+    def _renegotiate(self, p: Peer) -> None:
         """Re-offer soon; changes made meanwhile ride along in the same offer."""
         p.dirty = True
         if p.negotiator is None or p.negotiator.done():
             p.negotiator = asyncio.create_task(self._negotiate(p))
 
-    async def _negotiate(self, p: Participant) -> None:
+    async def _negotiate(self, p: Peer) -> None:
         while p.dirty and not p.closed:
             p.dirty = False
             try:
@@ -311,7 +316,7 @@ class Relay:
             except ConnectionError:
                 return
 
-    async def _negotiate_once(self, p: Participant) -> None:
+    async def _negotiate_once(self, p: Peer) -> None:
         await p.pc.setLocalDescription(await p.pc.createOffer())
         p.negotiation += 1
         loop = asyncio.get_running_loop()
@@ -342,7 +347,7 @@ class Relay:
     async def answer(self, room: str, participant: str, negotiation: int, answer_sdp: str) -> None:
         """Apply a client's answer to the relay's offer number ``negotiation``."""
         check_candidates(answer_sdp)
-        p = self.participant(room, participant)
+        p = self.peer(room, participant)
         pending = p.pending
         if pending is None or pending.number != negotiation or pending.answer.done():
             raise StaleNegotiation(negotiation)

@@ -17,10 +17,13 @@ from aiortc import RTCRtpTransceiver
 from aiortc import clock as aiortc_clock
 from aiortc.rtp import RtpPacket
 
-from bot.relay import aiortc_internals as hooks
+from bot.rtc import internals
+from bot.rtc.profile import PROFILE
+from bot.rtc.receiving import ReceiverTap
+from bot.rtc.sending import SenderTap
 
 if TYPE_CHECKING:
-    from bot.relay.sfu import Participant
+    from bot.relay.sfu import Peer
 
 KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
 
@@ -85,13 +88,13 @@ class PublishedTrack:
     ) -> None:
         self.owner = owner
         self.kind = kind
-        self.clock_rate = hooks.VIDEO_CLOCK_RATE if kind == "video" else hooks.AUDIO_CLOCK_RATE
+        self.clock_rate = PROFILE[kind].clock_rate
         self.forwards: list[ForwardedTrack] = []
         self._clock = clock
         self._counters = counters
         self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
-        self.tap = hooks.ReceiverTap(
+        self.tap = ReceiverTap(
             transceiver.receiver, kind, self._on_packet, self._on_sender_report, ssrcs
         )
 
@@ -136,17 +139,17 @@ class ForwardedTrack:
     """One published track on its way to one subscriber."""
 
     def __init__(
-        self, track: PublishedTrack, subscriber: Participant, transceiver: RTCRtpTransceiver
+        self, track: PublishedTrack, subscriber: Peer, transceiver: RTCRtpTransceiver
     ) -> None:
         self.track = track
         self.subscriber = subscriber
         self.transceiver = transceiver
-        self._tap = hooks.SenderTap(transceiver)
+        self._tap = SenderTap(transceiver)
         self._counters = track._counters
         self._sequence_offset: int | None = None
         self._awaiting_keyframe = track.kind == "video"
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
-        hooks.on_keyframe_request(transceiver.sender, track.request_keyframe)
+        internals.on_keyframe_request(transceiver.sender, track.request_keyframe)
 
     async def forward(self, packet: RtpPacket, now: int, report_time: int) -> None:
         if not (self._tap.is_ready or self._tap.ready()):

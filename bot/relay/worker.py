@@ -16,22 +16,20 @@ import os
 import random
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from aiortc import RTCPeerConnection
 
+from bot.config import RelaySettings
 from bot.errors import ConclaveError, ProtocolError
 from bot.relay import control
-from bot.relay.aiortc_internals import (
-    check_internals,
-    make_peer_connection,
-    restrict_host_addresses,
-)
 from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, Relay, RelayError
 from bot.relay.tickets import HEADER, BadTicket, make_worker_ticket, verify_core_ticket
+from bot.rtc.internals import check_internals, restrict_host_addresses
+from bot.rtc.peer import make_peer_connection
 from bot.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -56,33 +54,29 @@ def control_url(core_url: str) -> str:
 
 async def run_worker(
     core_url: str,
-    secret: Secret,
     worker_id: str,
+    settings: RelaySettings,
     *,
-    ice_servers: Sequence[str] = (),
-    ice_username: str = "",
-    ice_credential: Secret = Secret(""),
-    host_addresses: Sequence[str] = (),
-    max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve the core at ``core_url`` until ``stop`` is set, reconnecting when the link drops.
 
-    ``max_packet_rate``: SRTP and SRTCP packets a second each participant may send; more are
-    dropped before decryption.
+    ``settings`` gives the shared secret, the ICE servers of every peer connection, the host
+    addresses ICE offers, and ``max_packet_rate``: SRTP and SRTCP packets a second each
+    participant may send; more are dropped before decryption.
     """
     check_internals()
-    restrict_host_addresses(host_addresses)
+    restrict_host_addresses(settings.host_addresses)
     url = control_url(core_url)
     stop = stop or asyncio.Event()
 
     def make_pc() -> RTCPeerConnection:
-        return make_peer_connection(ice_servers, ice_username, ice_credential)
+        return make_peer_connection(settings)
 
     retry = FIRST_RETRY_SECONDS
     async with aiohttp.ClientSession() as http:
         while not stop.is_set():
-            session = WorkerSession(secret, worker_id, make_pc, max_packet_rate)
+            session = WorkerSession(settings.secret, worker_id, make_pc, settings.max_packet_rate)
             try:
                 await session.serve(http, url, stop)
             except aiohttp.WSServerHandshakeError as exc:

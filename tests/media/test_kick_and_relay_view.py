@@ -26,7 +26,7 @@ from bot.e2ee.errors import SFrameError
 from bot.e2ee.header import decode_header
 from bot.e2ee.kid import KeyId
 from bot.e2ee.media import Codec, clear_prefix_length
-from bot.relay.aiortc_internals import restrict_host_addresses
+from bot.rtc.internals import restrict_host_addresses
 from tests.support.fakes import user
 from tests.support.relay_proxy import RecordingProxy, recording_proxy
 from tests.support.server import Running, expect_refused, hello_invite, hello_resume, serve

@@ -22,7 +22,7 @@ import pytest
 
 from bot.client.session import ClientSession, MediaOptions
 from bot.core.links import parse_link
-from bot.relay.aiortc_internals import restrict_host_addresses
+from bot.rtc.internals import restrict_host_addresses
 from tests.support.fakes import user
 from tests.support.proxied_relay import proxied_worker
 from tests.support.relay_proxy import RecordingProxy

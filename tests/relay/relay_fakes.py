@@ -26,22 +26,17 @@ from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from bot.relay import control
-from bot.relay.aiortc_internals import (
-    EncodedTrack,
-    install_receive_transform,
-    make_peer_connection,
-    on_keyframe_request,
-    prefer_codec,
-    tap_receiver_rtp,
-)
 from bot.relay.tickets import (
     HEADER,
     BadTicket,
     NonceCache,
     answer_worker_ticket,
 )
+from bot.rtc.internals import install_receive_transform, on_keyframe_request
+from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.secret import Secret
 from tests.support.fakes import listen_on_any_port
+from tests.support.rtc import EncodedTrack, tap_receiver_rtp
 
 LOOPBACK = ("127.0.0.1",)
 SECRET = Secret("relay-test-secret")

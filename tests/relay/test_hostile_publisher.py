@@ -5,7 +5,7 @@ the worker accepts, and it sends through its own DTLS transport whatever RTP and
 thousands of random SSRCs, or its own stream far over any honest rate. Its sends are paced by
 what the worker has taken in (at most ``IN_FLIGHT`` packets ahead), so no packet is lost in a
 socket buffer and every count below is exact. An honest meeting on the same worker shows the
-others are unaffected. The per-SSRC state is read through ``aiortc_internals.ssrc_state``: the
+others are unaffected. The per-SSRC state is read through ``tests.support.rtc.ssrc_state``: the
 router's SSRC table, the receivers' statistics, and libsrtp's own inbound streams.
 """
 
@@ -24,17 +24,13 @@ from aiortc import RTCRtpSender
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from bot.relay import control
-from bot.relay.aiortc_internals import (
-    check_internals,
-    make_peer_connection,
-    prefer_codec,
-    restrict_host_addresses,
-    ssrc_state,
-)
 from bot.relay.offers import check_offer
-from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, EXTRA_RTCP_SOURCES, Participant, Relay
+from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, EXTRA_RTCP_SOURCES, Peer, Relay
 from bot.relay.worker import WorkerSession, control_url
+from bot.rtc.internals import check_internals, restrict_host_addresses
+from bot.rtc.peer import make_peer_connection, prefer_codec
 from tests.relay.relay_fakes import LOOPBACK, SECRET, FakeClient, FakeCore, eventually
+from tests.support.rtc import ssrc_state
 
 IN_FLIGHT = 50
 DELTA_FRAME = bytes([0x90, 0x80, 0x81, 0x11, 0x02, 0x00]) + bytes(200)
@@ -126,10 +122,10 @@ async def flowing(subscriber: FakeClient, publisher: str, more: int) -> None:
     await eventually(arrived, f"{subscriber.name} gets {more} more of {publisher}'s video frames")
 
 
-async def connected_attacker(core: FakeCore, relay: Relay, media: bool) -> Participant:
+async def connected_attacker(core: FakeCore, relay: Relay, media: bool) -> Peer:
     mal = FakeClient("mal")
     await core.join("hostile", mal, media=media)
-    p = relay.participant("hostile", "mal")
+    p = relay.peer("hostile", "mal")
     await eventually(lambda: p.guard.started, "mal's SRTP is set up at the relay")
     return p
 
@@ -177,7 +173,7 @@ async def test_random_ssrcs_leave_no_state_behind(worker: StartWorker) -> None:
 
     # The meeting in the other room on this worker never noticed.
     await flowing(ben, "ana", 10)
-    assert relay.participant("honest", "ana").guard.foreign == 0
+    assert relay.peer("honest", "ana").guard.foreign == 0
 
 
 async def test_an_offer_with_many_lines_or_candidates_starts_nothing(worker: StartWorker) -> None:
@@ -262,5 +258,5 @@ async def test_a_publisher_over_the_rate_is_capped_alone(worker: StartWorker) ->
     assert stats["rate_limited_packets"] == guard.over_rate
     # ana shares the worker but has a bucket of her own.
     await flowing(ben, "ana", 10)
-    assert relay.participant("honest", "ana").guard.over_rate == 0
-    assert relay.participant("honest", "ben").guard.over_rate == 0
+    assert relay.peer("honest", "ana").guard.over_rate == 0
+    assert relay.peer("honest", "ben").guard.over_rate == 0

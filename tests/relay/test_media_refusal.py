@@ -15,14 +15,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from bot.relay.aiortc_internals import make_peer_connection, prefer_codec
+from bot.config import RelaySettings
 from bot.relay.worker import run_worker
+from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.secret import Secret
 from tests.relay.relay_fakes import LOOPBACK
 from tests.support.meeting import join, make_meeting
 from tests.support.server import Running, receive_until, serve
 
 RELAY_SECRET = Secret(secrets.token_urlsafe(32))
+RELAY = RelaySettings(secret=RELAY_SECRET, host_addresses=LOOPBACK)
 
 
 @pytest.fixture
@@ -30,9 +32,7 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
     env = {"CONCLAVE_RELAY_SECRET": RELAY_SECRET.reveal()}
     async with serve(tmp_path, env=env) as running:
         stop = asyncio.Event()
-        worker = asyncio.create_task(
-            run_worker(running.base_url, RELAY_SECRET, "w1", host_addresses=LOOPBACK, stop=stop)
-        )
+        worker = asyncio.create_task(run_worker(running.base_url, "w1", RELAY, stop=stop))
         try:
             pool = running.app.relay_pool
             assert pool is not None and await pool.wait_for_workers(1, within=20)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.relay.aiortc_internals import make_peer_connection, prefer_codec
 from bot.relay.offers import MediaRefused, check_candidates, check_offer
+from bot.rtc.peer import make_peer_connection, prefer_codec
 
 
 def section(kind: str, direction: str, *extra: str) -> str:

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from bot.config import RelaySettings
 from bot.relay import control
-from bot.relay.aiortc_internals import request_keyframe
 from bot.relay.tracks import vp8_starts_key_frame
 from bot.relay.worker import run_worker
+from bot.rtc.internals import request_keyframe
 from bot.secret import Secret
 from tests.relay.relay_fakes import (
     LOOPBACK,
@@ -40,9 +41,8 @@ async def started() -> AsyncIterator[Callable[[Secret], Awaitable[FakeCore]]]:
         core = FakeCore(SECRET)
         await core.start()
         stop = asyncio.Event()
-        worker = asyncio.create_task(
-            run_worker(core.url, worker_secret, "test-1", host_addresses=LOOPBACK, stop=stop)
-        )
+        settings = RelaySettings(secret=worker_secret, host_addresses=LOOPBACK)
+        worker = asyncio.create_task(run_worker(core.url, "test-1", settings, stop=stop))
 
         async def stop_all() -> None:
             for client in core.clients.values():

@@ -12,7 +12,6 @@ import os
 import random
 import socket
 import struct
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,13 +23,18 @@ import pytest
 from aioice import stun
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamTrack
-from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RTCP_RTPFB_NACK, RTP_HISTORY_SIZE, RtcpRtpfbPacket, RtpPacket
 
-from bot.relay import aiortc_internals as hooks
+from bot.config import RelaySettings
 from bot.relay.tracks import vp8_starts_key_frame
+from bot.rtc import internals
+from bot.rtc.inbound import InboundGuard
+from bot.rtc.peer import make_peer_connection, prefer_codec
+from bot.rtc.receiving import ReceiverTap
+from bot.rtc.sending import SenderTap, SilentTrack
 from bot.secret import Secret
 from tests.relay.relay_fakes import eventually
+from tests.support.rtc import EncodedTrack, ssrc_state, tap_receiver_rtp
 
 KEY_FRAME = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + os.urandom(2500)
 
@@ -41,9 +45,9 @@ def delta_frame() -> bytes:
 
 @pytest.fixture(autouse=True)
 def loopback_only() -> Any:
-    hooks.restrict_host_addresses(["127.0.0.1"])
+    internals.restrict_host_addresses(["127.0.0.1"])
     yield
-    hooks.restrict_host_addresses([])
+    internals.restrict_host_addresses([])
 
 
 @dataclass
@@ -63,9 +67,9 @@ async def pair() -> AsyncIterator[Callable[..., Any]]:
         on_receiver: Callable[[RTCRtpReceiver], None] | None = None,
         before_answer: Callable[[Pair], None] | None = None,
     ) -> Pair:
-        a, b = hooks.make_peer_connection(), hooks.make_peer_connection()
+        a, b = make_peer_connection(), make_peer_connection()
         sending = a.addTransceiver(track, direction="sendonly")
-        hooks.prefer_codec(sending)
+        prefer_codec(sending)
         p = Pair(a, b, sending)
         made.append(p)
 
@@ -91,9 +95,7 @@ async def pair() -> AsyncIterator[Callable[..., Any]]:
 
 
 @asynccontextmanager
-async def pumping(
-    track: hooks.EncodedTrack, frames: list[bytes] | None = None
-) -> AsyncIterator[None]:
+async def pumping(track: EncodedTrack, frames: list[bytes] | None = None) -> AsyncIterator[None]:
     """Within the block, push a key frame, then delta frames every 20 ms, into ``frames``."""
     stop = asyncio.Event()
     task = asyncio.create_task(pump(track, [] if frames is None else frames, stop))
@@ -104,7 +106,7 @@ async def pumping(
         await task
 
 
-async def pump(track: hooks.EncodedTrack, frames: list[bytes], stop: asyncio.Event) -> None:
+async def pump(track: EncodedTrack, frames: list[bytes], stop: asyncio.Event) -> None:
     n = 0
     while not stop.is_set():
         frame = KEY_FRAME if n == 0 else delta_frame()
@@ -115,21 +117,24 @@ async def pump(track: hooks.EncodedTrack, frames: list[bytes], stop: asyncio.Eve
 
 
 async def test_pinned_version_and_start_up_check() -> None:
-    assert aiortc.__version__ == hooks.AIORTC_VERSION == "1.16.0", (
+    assert aiortc.__version__ == internals.AIORTC_VERSION == "1.16.0", (
         f"aiortc {aiortc.__version__} is installed; the hooks are written for 1.16.0"
     )
-    hooks.check_internals()  # raises AiortcMismatch naming what is missing
+    internals.check_internals()  # raises AiortcMismatch naming what is missing
 
 
 async def test_make_peer_connection_has_no_default_stun() -> None:
-    pc: Any = hooks.make_peer_connection()
+    pc: Any = make_peer_connection()
     try:
         config = pc._RTCPeerConnection__configuration
         assert config.iceServers == [], "RTCPeerConnection.__configuration.iceServers not empty"
         assert config.bundlePolicy == aiortc.RTCBundlePolicy.MAX_BUNDLE
     finally:
         await pc.close()
-    with_turn: Any = hooks.make_peer_connection(["turn:turn.example:3478"], "u", Secret("p"))
+    ice = RelaySettings(
+        ice_servers=("turn:turn.example:3478",), ice_username="u", ice_credential=Secret("p")
+    )
+    with_turn: Any = make_peer_connection(ice)
     try:
         (server,) = with_turn._RTCPeerConnection__configuration.iceServers
         assert (server.urls, server.username, server.credential) == (
@@ -147,7 +152,7 @@ async def test_restrict_host_addresses_patches_aioice() -> None:
         "use_ipv4",
         "use_ipv6",
     ], "aioice.ice.get_host_addresses(use_ipv4, use_ipv6) changed signature"
-    pc = hooks.make_peer_connection()
+    pc = make_peer_connection()
     try:
         pc.addTransceiver("audio", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
@@ -171,12 +176,12 @@ async def test_encoded_track_and_receive_transform(pair: Callable[..., Any]) -> 
     def on_receiver(receiver: RTCRtpReceiver) -> None:
         assert hasattr(receiver, "_RTCRtpReceiver__decoder_queue"), "__decoder_queue is gone"
         assert hasattr(receiver, "_RTCRtpReceiver__decoder_error"), "__decoder_error is gone"
-        hooks.install_receive_transform(receiver, "video", transform, lambda: drops.append(1))
+        internals.install_receive_transform(receiver, "video", transform, lambda: drops.append(1))
 
-    track = hooks.EncodedTrack("video")
+    track = EncodedTrack("video")
     p = await pair(track, on_receiver)
     keyframe_requests: list[int] = []
-    hooks.on_keyframe_request(p.sending.sender, lambda: keyframe_requests.append(1))
+    internals.on_keyframe_request(p.sending.sender, lambda: keyframe_requests.append(1))
     sent: list[bytes] = []
     async with pumping(track, sent):
         await eventually(lambda: len(seen) >= 10, "the receive transform saw 10 frames")
@@ -187,17 +192,17 @@ async def test_encoded_track_and_receive_transform(pair: Callable[..., Any]) -> 
 
 
 async def test_on_keyframe_request_replaces_send_keyframe(pair: Callable[..., Any]) -> None:
-    track = hooks.EncodedTrack("video")
+    track = EncodedTrack("video")
     p = await pair(track)
     assert callable(p.sending.sender._send_keyframe), "RTCRtpSender._send_keyframe is gone"
     calls: list[int] = []
-    hooks.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
+    internals.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
     async with pumping(track):
         await eventually(lambda: bool(p.receiving), "the track arrived")
         receiver = p.receiving[0]
         await eventually(lambda: bool(receiver.getSynchronizationSources()), "packets arrived")
         before = len(calls)
-        await hooks.request_keyframe(receiver, p.sending.sender._ssrc)
+        await internals.request_keyframe(receiver, p.sending.sender._ssrc)
         await eventually(lambda: len(calls) > before, "the PLI reached _send_keyframe")
 
 
@@ -206,7 +211,7 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
     keeps __remote_streams fed (receiver reports) and can send PLIs via _send_rtcp_pli."""
     got: list[RtpPacket] = []
     reports: list[int] = []
-    taps: list[hooks.ReceiverTap] = []
+    taps: list[ReceiverTap] = []
 
     async def on_packet(packet: RtpPacket) -> None:
         got.append(packet)
@@ -214,14 +219,12 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
     def on_receiver(receiver: RTCRtpReceiver) -> None:
         for name in ("_handle_rtp_packet", "_handle_rtcp_packet", "_send_rtcp_nack"):
             assert callable(getattr(receiver, name, None)), f"RTCRtpReceiver.{name} is gone"
-        taps.append(
-            hooks.ReceiverTap(receiver, "video", on_packet, lambda s, n, r: reports.append(s))
-        )
+        taps.append(ReceiverTap(receiver, "video", on_packet, lambda s, n, r: reports.append(s)))
 
-    track = hooks.EncodedTrack("video")
+    track = EncodedTrack("video")
     p = await pair(track, on_receiver)
     calls: list[int] = []
-    hooks.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
+    internals.on_keyframe_request(p.sending.sender, lambda: calls.append(1))
     async with pumping(track):
         await eventually(lambda: len(got) >= 20, "the tap got 20 packets")
         assert all(isinstance(x, RtpPacket) for x in got)
@@ -241,13 +244,13 @@ async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> Non
     RTCRtpSender._handle_rtcp_packet (instance attribute) rations what NACKs make it resend."""
     observed: list[RtpPacket] = []
     p = await pair(
-        hooks.SilentTrack("video", "owner-video"),
-        lambda r: hooks.tap_receiver_rtp(r, observed.append),
+        SilentTrack("video", "owner-video"),
+        lambda r: tap_receiver_rtp(r, observed.append),
     )
-    tap = hooks.SenderTap(p.sending)
+    tap = SenderTap(p.sending)
     await eventually(tap.ready, "RTCRtpSender.__started became true")
     sender = p.sending.sender
-    assert hooks.sender_started(sender)
+    assert internals.sender_started(sender)
     assert sender._RTCRtpSender__mid == p.sending.mid, "RTCRtpSender.__mid"
     await eventually(lambda: p.b.connectionState == "connected", "connected")
     payloads = [bytes([0x90, 0x80, 0x81, i]) + KEY_FRAME[:500] for i in range(10)]
@@ -285,11 +288,11 @@ async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> Non
 
 
 async def test_set_stream_id_sets_msid() -> None:
-    pc = hooks.make_peer_connection()
+    pc = make_peer_connection()
     try:
-        t = pc.addTransceiver(hooks.SilentTrack("audio", "ana-audio"), direction="sendonly")
+        t = pc.addTransceiver(SilentTrack("audio", "ana-audio"), direction="sendonly")
         assert isinstance(t.sender, RTCRtpSender) and hasattr(t.sender, "_stream_id")
-        hooks.set_stream_id(t.sender, "ana")
+        internals.set_stream_id(t.sender, "ana")
         await pc.setLocalDescription(await pc.createOffer())
         assert "a=msid:ana ana-audio" in pc.localDescription.sdp, "RTCRtpSender._stream_id"
     finally:
@@ -319,18 +322,18 @@ async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> 
     other SSRCs before libsrtp; ssrc_state reads RTCDtlsTransport._rtp_router.ssrc_table,
     RTCRtpReceiver.__remote_streams and, through pylibsrtp's Session._srtp, libsrtp's
     srtp_get_stream_roc."""
-    guards: list[hooks.InboundGuard] = []
+    guards: list[InboundGuard] = []
 
     def guard(p: Pair) -> None:
         transport = p.b.getTransceivers()[0].receiver.transport
         assert callable(getattr(transport, "_setup_srtp", None)), "_setup_srtp is gone"
         assert hasattr(transport, "_rx_srtp"), "RTCDtlsTransport._rx_srtp is gone"
         sender = p.sending.sender
-        g = hooks.InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, 1000, 8)
-        hooks.guard_inbound(p.b, g)
+        g = InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, 1000, 8)
+        internals.guard_inbound(p.b, g)
         guards.append(g)
 
-    track = hooks.EncodedTrack("video")
+    track = EncodedTrack("video")
     p = await pair(track, before_answer=guard)
     async with pumping(track):
         await eventually(lambda: bool(p.receiving), "the track arrived")
@@ -341,7 +344,7 @@ async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> 
         foreign = await send_foreign_packets(p, 300, seed=1)
         await eventually(lambda: g.foreign == len(foreign), "the guard dropped every one")
         own = p.sending.sender._ssrc
-        state = hooks.ssrc_state(p.b, foreign | {own})
+        state = ssrc_state(p.b, foreign | {own})
         assert state.srtp == {own}, "libsrtp streams for dropped SSRCs, or none for the sender"
         assert own in state.routed and own in state.counted
         assert not (state.routed | state.counted) & foreign
@@ -356,17 +359,17 @@ async def test_inbound_guard_caps_peer_reflexive_candidates(pair: Callable[..., 
     """RTCIceTransport._connection.check_incoming (per instance) and aioice's
     Connection._remote_candidates: authentic checks from new source addresses stop adding
     candidates at the guard's limit."""
-    guards: list[hooks.InboundGuard] = []
+    guards: list[InboundGuard] = []
 
     def guard(p: Pair) -> None:
         connection = p.b.getTransceivers()[0].receiver.transport.transport._connection
         assert callable(getattr(connection, "check_incoming", None)), "check_incoming is gone"
         assert isinstance(connection._remote_candidates, list), "_remote_candidates is gone"
         limit = len(connection._remote_candidates) + 5
-        guards.append(hooks.InboundGuard([], [], lambda: 0, 1000, remote_candidates=limit))
-        hooks.guard_inbound(p.b, guards[0])
+        guards.append(InboundGuard([], [], lambda: 0, 1000, remote_candidates=limit))
+        internals.guard_inbound(p.b, guards[0])
 
-    p = await pair(hooks.SilentTrack("video", "owner-video"), before_answer=guard)
+    p = await pair(SilentTrack("video", "owner-video"), before_answer=guard)
     await eventually(lambda: p.b.connectionState == "connected", "connected")
     g, connection = guards[0], p.b.getTransceivers()[0].receiver.transport.transport._connection
     before = len(connection._remote_candidates)
@@ -407,38 +410,16 @@ async def test_receiver_tap_keeps_statistics_only_for_its_ssrcs(pair: Callable[.
     def tap(p: Pair) -> None:
         sender = p.sending.sender
         receiver = p.b.getTransceivers()[0].receiver
-        hooks.ReceiverTap(receiver, "video", on_packet, ssrcs=[sender._ssrc, sender._rtx_ssrc])
+        ReceiverTap(receiver, "video", on_packet, ssrcs=[sender._ssrc, sender._rtx_ssrc])
 
-    track = hooks.EncodedTrack("video")
+    track = EncodedTrack("video")
     p = await pair(track, before_answer=tap)
     async with pumping(track):
         await eventually(lambda: bool(got), "the tap got the sender's packets")
         foreign = await send_foreign_packets(p, 100, seed=2)
         await eventually(
-            lambda: foreign <= hooks.ssrc_state(p.b, ()).routed, "the router learnt them all"
+            lambda: foreign <= ssrc_state(p.b, ()).routed, "the router learnt them all"
         )
-        state = hooks.ssrc_state(p.b, foreign)
+        state = ssrc_state(p.b, foreign)
         assert state.counted == {p.sending.sender._ssrc}, "statistics for foreign SSRCs"
         assert not {x.ssrc for x in got} & foreign, "the tap passed on foreign packets"
-
-
-def test_bounded_nack_generator_reports_what_aiortc_does() -> None:
-    """Same missing set and same answer as aiortc.rtcrtpreceiver.NackGenerator, packet by
-    packet, through losses, reordering, wrap-around and jumps; and a jump costs a bounded walk
-    (the stock one takes about 20 ms per 32,767-packet jump, over 20 s for these 1,000)."""
-    rng = random.Random(5)
-    stock, ours = NackGenerator(), hooks.BoundedNackGenerator()
-    seq = 65000
-    for _ in range(5000):
-        # Far jumps are rare: each costs the stock generator some 20 ms.
-        far = rng.random() < 0.01
-        step = rng.choice([32767, 40000] if far else [1, 1, 1, 2, 3, 5, -1, -3, 40, 129, 1000])
-        seq = (seq + step) & 0xFFFF
-        expected = stock.add(RtpPacket(sequence_number=seq))
-        assert ours.add(seq) == expected and ours.missing == stock.missing, seq
-    jumps = hooks.BoundedNackGenerator()
-    began = time.monotonic()
-    for n in range(1000):
-        jumps.add(n * 32767 & 0xFFFF)
-    assert time.monotonic() - began < 5, "a sequence-number jump walks the whole gap"
-    assert len(jumps.missing) <= RTP_HISTORY_SIZE

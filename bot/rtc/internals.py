@@ -1,0 +1,391 @@
+"""Every use of aiortc's and aioice's private internals in Conclave, in one place.
+
+aiortc has no public API for what an SFU and an end-to-end-encrypting client need: taking RTP
+packets before the jitter buffer, sending RTP that was not produced by its own packetizer,
+transforming encoded frames before the decoder, learning about key-frame requests when the
+track yields packets, choosing the ICE host addresses, or bounding what a hostile peer can make
+the relay keep and do. Each hook below reaches into one or two private attributes of the pinned
+aiortc and aioice releases (``AIORTC_VERSION``); what is decided with them is plain Python
+elsewhere in ``bot.rtc``. ``tests/rtc/test_internals.py`` has one test per hook that fails,
+naming the attribute, when an upgrade moves it; ``check_internals()`` runs the same attribute
+checks at worker start-up, so a mismatched install fails with a sentence, not mid-call.
+
+Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
+(``_RTCRtpSender__x``): that is what they are called on the instance.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aioice.ice
+import aiortc
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
+
+from bot.errors import ConclaveError
+from bot.rtc.inbound import InboundGuard
+
+AIORTC_VERSION: Final = "1.16.0"
+
+# Attributes each hook relies on, checked on fresh instances by check_internals().
+_SENDER_ATTRS: Final = (
+    "_ssrc",
+    "_handle_rtcp_packet",
+    "_stream_id",
+    "_send_keyframe",
+    "_RTCRtpSender__started",
+    "_RTCRtpSender__mid",
+    "_RTCRtpSender__rtp_header_extensions_map",
+    "_RTCRtpSender__rtp_history",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+)
+_RECEIVER_ATTRS: Final = (
+    "_enabled",
+    "_handle_rtp_packet",
+    "_handle_rtcp_packet",
+    "_send_rtcp_pli",
+    "_send_rtcp_nack",
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__remote_streams",
+    "_RTCRtpReceiver__decoder_queue",
+    "_RTCRtpReceiver__decoder_error",
+)
+_DTLS_TRANSPORT_ATTRS: Final = ("_send_rtp", "_setup_srtp", "_rx_srtp")
+
+
+class AiortcMismatch(ConclaveError):
+    code = "aiortc_mismatch"
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__(
+            f"The installed aiortc {aiortc.__version__} lacks internals the relay needs "
+            f"({', '.join(missing)}); install aiortc=={AIORTC_VERSION}."
+        )
+        self.missing = tuple(missing)
+
+
+# --- ICE and codecs -------------------------------------------------------------------------
+
+_original_get_host_addresses: Final = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(addresses: Sequence[str]) -> None:
+    """Offer exactly these addresses as ICE host candidates (empty: aioice's own choice).
+
+    aioice gathers host candidates from every interface except loopback, and has no setting
+    for it; ``Connection.gather_candidates`` looks up the module global
+    ``aioice.ice.get_host_addresses`` on each call, so replacing it is process-wide. Tests and
+    benches use ``["127.0.0.1"]`` so media never leaves the machine.
+    """
+    chosen = tuple(addresses)
+    if not chosen:
+        aioice.ice.get_host_addresses = _original_get_host_addresses
+        return
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+def _primary_codec(transceiver: RTCRtpTransceiver) -> Any | None:
+    """The primary codec the last setRemoteDescription settled on (an RTCRtpCodecParameters)."""
+    codecs = _private(transceiver)._codecs
+    return codecs[0] if codecs else None
+
+
+def negotiated_mime_type(transceiver: RTCRtpTransceiver) -> str | None:
+    """The primary codec the last setRemoteDescription settled on, e.g. ``video/VP8``."""
+    codec = _primary_codec(transceiver)
+    return None if codec is None else str(codec.mimeType)
+
+
+# --- sender hooks ---------------------------------------------------------------------------
+
+
+def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call ``callback`` when the remote side sends a PLI or FIR for this sender's stream.
+
+    ``RTCRtpSender._handle_rtcp_packet`` calls ``self._send_keyframe()``; the stock method only
+    flags aiortc's own encoder, which a packet-yielding track (or the relay) does not use.
+    """
+    _private(sender)._send_keyframe = callback
+
+
+def set_stream_id(sender: RTCRtpSender, stream_id: str) -> None:
+    """Set the msid stream id (``a=msid:<stream_id> <track id>``) the next offer carries."""
+    _private(sender)._stream_id = stream_id
+
+
+def sender_started(sender: RTCRtpSender) -> bool:
+    """Whether ``send()`` ran, i.e. the SSRC, mid and header extensions are negotiated."""
+    return bool(_private(sender)._RTCRtpSender__started)
+
+
+@dataclass(frozen=True)
+class StartedSender:
+    """What a sender negotiated, read once ``send()`` ran; aiortc goes on using these objects."""
+
+    ssrc: int
+    payload_type: int  # the primary codec's
+    mid: str | None
+    extensions: Any  # the HeaderExtensionsMap its packets are serialized with
+    history: dict[int, RtpPacket]  # its own: its NACK handler retransmits what is put here
+
+
+def started_sender(transceiver: RTCRtpTransceiver) -> StartedSender | None:
+    """What ``transceiver``'s sender negotiated, or None until it was started."""
+    sender = _private(transceiver.sender)
+    if not sender_started(sender):
+        return None
+    codec = _primary_codec(transceiver)
+    assert codec is not None  # send() runs only after a codec was negotiated
+    return StartedSender(
+        sender._ssrc,
+        int(codec.payloadType),
+        sender._RTCRtpSender__mid,
+        sender._RTCRtpSender__rtp_header_extensions_map,
+        sender._RTCRtpSender__rtp_history,
+    )
+
+
+async def send_as(sender: RTCRtpSender, data: bytes, ntp: int, rtp: int, octets: int) -> bool:
+    """Send serialized RTP through the sender's DTLS transport (``_send_rtp``) and count it.
+
+    The sender's packet and octet counters advance, and (``ntp``, ``rtp``) becomes the time
+    mapping of its next sender report, so the reports stay truthful. False when the transport
+    is not (or no longer) connected.
+    """
+    s = _private(sender)
+    try:
+        await s.transport._send_rtp(data)
+    except ConnectionError:
+        return False
+    s._RTCRtpSender__ntp_timestamp = ntp
+    s._RTCRtpSender__rtp_timestamp = rtp
+    s._RTCRtpSender__packet_count += 1
+    s._RTCRtpSender__octet_count += octets
+    return True
+
+
+def ration_nacks(sender: RTCRtpSender, grant: Callable[[list[int]], list[int]]) -> None:
+    """Pass the sequence numbers each NACK for this sender asks for through ``grant`` first.
+
+    ``RTCRtpSender._handle_rtcp_packet``, looked up on the instance, retransmits every number a
+    NACK lists from the sender's history.
+    """
+    s = _private(sender)
+    stock = s._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+            packet.lost = grant(packet.lost)
+        await stock(packet)
+
+    s._handle_rtcp_packet = handle
+
+
+# --- receiver hooks -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiverTables:
+    """The receiver's own tables, which its RTCP task goes on reading."""
+
+    codecs: dict[int, Any]  # payload type -> RTCRtpCodecParameters, fixed once receive() ran
+    rtx_ssrc: dict[int, int]  # RTX SSRC -> the media SSRC it retransmits
+    streams: dict[int, StreamStatistics]  # per SSRC: what its receiver reports say
+
+
+def take_rtp(
+    receiver: RTCRtpReceiver, handler: Callable[[RtpPacket], Awaitable[None]]
+) -> ReceiverTables:
+    """Hand each RTP packet to ``handler`` instead of the depayloader, jitter buffer and decoder.
+
+    The transport awaits ``receiver._handle_rtp_packet(packet, arrival_time_ms)``, looked up on
+    the instance; packets arriving once the receiver stopped (``_enabled``) are ignored, as the
+    stock method ignores them. The handler takes on what the stock method did with the tables.
+    """
+    r = _private(receiver)
+
+    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if r._enabled:
+            await handler(packet)
+
+    r._handle_rtp_packet = handle
+    return ReceiverTables(
+        r._RTCRtpReceiver__codecs, r._RTCRtpReceiver__rtx_ssrc, r._RTCRtpReceiver__remote_streams
+    )
+
+
+def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int, int], None]) -> None:
+    """Pass each RTCP sender report on as (SSRC, NTP time, RTP time), once the stock
+    ``_handle_rtcp_packet`` has noted it (for the LSR and DLSR of receiver reports)."""
+    r = _private(receiver)
+    stock = r._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        await stock(packet)
+        if isinstance(packet, RtcpSrPacket):
+            info = packet.sender_info
+            callback(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+
+    r._handle_rtcp_packet = handle
+
+
+async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """Send an RTCP PLI for ``media_ssrc`` through this receiver (``_send_rtcp_pli``)."""
+    await _private(receiver)._send_rtcp_pli(media_ssrc)
+
+
+async def request_retransmission(
+    receiver: RTCRtpReceiver, media_ssrc: int, lost: list[int]
+) -> None:
+    """Send an RTCP NACK for ``lost`` packets of ``media_ssrc`` (``_send_rtcp_nack``)."""
+    await _private(receiver)._send_rtcp_nack(media_ssrc, lost)
+
+
+def install_receive_transform(
+    receiver: RTCRtpReceiver,
+    kind: str,
+    transform: Callable[[bytes], bytes | None],  # encoded frame in, plaintext out, None: drop
+    on_drop: Callable[[], None] | None = None,
+) -> None:
+    """Transform (decrypt) each encoded frame between the jitter buffer and the decoder.
+
+    The receiver queues ``(codec, JitterFrame)`` on a ``queue.Queue`` that its decoder thread
+    reads with ``get()``; replacing ``get`` on that instance runs ``transform`` in the decoder
+    thread, off the event loop. A frame the transform rejects (``None``) is dropped and counted
+    through ``on_drop`` (also in the decoder thread); for video the receiver's decode-error flag
+    is set, which makes it send a PLI with the next packet so the picture recovers. The ``None``
+    shutdown sentinel passes through. Install it from ``pc.on("track")``, which fires before
+    the receiver starts its decoder thread.
+    """
+    frames = _private(receiver)._RTCRtpReceiver__decoder_queue
+    decode_error: threading.Event = _private(receiver)._RTCRtpReceiver__decoder_error
+    stock_get = frames.get
+
+    def get(*args: Any, **kwargs: Any) -> Any:
+        while True:
+            item = stock_get(*args, **kwargs)
+            if item is None:
+                return None
+            codec, frame = item
+            plain = transform(bytes(frame.data))
+            if plain is not None:
+                frame.data = plain
+                return codec, frame
+            if on_drop is not None:
+                on_drop()
+            if kind == "video":
+                decode_error.set()
+
+    frames.get = get
+
+
+# --- inbound ICE and SRTP -------------------------------------------------------------------
+
+
+def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
+    """Put ``guard`` in front of the ICE checks and inbound SRTP of every transport ``pc`` has.
+
+    Call it after each description that may add a transport, before the connection can start:
+    the transport creates its libsrtp session in ``_setup_srtp`` once DTLS is up and decrypts
+    with ``_rx_srtp``, a plain attribute it reads per packet; the ICE connection
+    (``RTCIceTransport._connection``) handles each authentic check in ``check_incoming``. All
+    are looked up on the instance, so wrapping them there takes effect for this transport only.
+    """
+    for transceiver in pc.getTransceivers():
+        transport = _private(transceiver.receiver.transport)
+        if any(t is transport for t in guard.transports):
+            continue
+        guard.transports.append(transport)
+        connection = transport.transport._connection
+        connection.check_incoming = _capped_checks(connection, guard)
+        if transport._rx_srtp is not None:
+            _swap_in(transport, guard)
+        else:
+            transport._setup_srtp = _then_swap_in(transport, guard)
+
+
+def _capped_checks(connection: Any, guard: InboundGuard) -> Callable[[Any, Any, Any], None]:
+    stock_check = connection.check_incoming
+
+    def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
+        known = connection._remote_candidates
+        if len(known) >= guard.remote_candidates and not any(
+            getattr(c, "_network_host", c.host) == addr[0] and c.port == addr[1] for c in known
+        ):
+            guard.ice_refused += 1
+            return
+        stock_check(message, addr, protocol)
+
+    return check_incoming
+
+
+def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
+    stock_setup = transport._setup_srtp
+
+    def setup() -> None:
+        stock_setup()
+        _swap_in(transport, guard)
+
+    return setup
+
+
+def _swap_in(transport: Any, guard: InboundGuard) -> None:
+    guard.session = transport._rx_srtp
+    transport._rx_srtp = guard
+
+
+# --- start-up check -------------------------------------------------------------------------
+
+
+def check_internals() -> None:
+    """Raise AiortcMismatch, naming what is missing, unless the pinned internals are there."""
+    from aiortc import RTCCertificate, RTCDtlsTransport, RTCIceGatherer, RTCIceTransport
+
+    missing: list[str] = []
+    if aiortc.__version__ != AIORTC_VERSION:
+        missing.append(f"version {AIORTC_VERSION}")
+    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
+        missing.append("aioice.ice.get_host_addresses")
+    # A sender and receiver on an unstarted transport, to look at their attributes.
+    transport = RTCDtlsTransport(
+        RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
+    )
+    sender: Any = RTCRtpSender("video", transport)
+    receiver: Any = RTCRtpReceiver("video", transport)
+    for owner, obj, names in (
+        ("RTCRtpSender", sender, _SENDER_ATTRS),
+        ("RTCRtpReceiver", receiver, _RECEIVER_ATTRS),
+        ("RTCDtlsTransport", sender.transport, _DTLS_TRANSPORT_ATTRS),
+    ):
+        missing += [f"{owner}.{name}" for name in names if not hasattr(obj, name)]
+    if not hasattr(getattr(receiver, "_RTCRtpReceiver__decoder_queue", None), "get"):
+        missing.append("RTCRtpReceiver.__decoder_queue.get")
+    connection = getattr(sender.transport.transport, "_connection", None)
+    if not callable(getattr(connection, "check_incoming", None)):
+        missing.append("RTCIceTransport._connection.check_incoming")
+    if not isinstance(getattr(connection, "_remote_candidates", None), list):
+        missing.append("aioice Connection._remote_candidates")
+    if not hasattr(RTCRtpTransceiver, "setCodecPreferences"):
+        missing.append("RTCRtpTransceiver.setCodecPreferences")
+    if not hasattr(RTCRtpTransceiver("audio", receiver, sender), "_codecs"):
+        missing.append("RTCRtpTransceiver._codecs")
+    if missing:
+        raise AiortcMismatch(missing)
+
+
+def _private(obj: object) -> Any:
+    """``obj`` as Any: aiortc's type hints (rightly) do not declare its private attributes."""
+    return obj

@@ -1,0 +1,90 @@
+"""The relay's receiving side: a publisher's RTP packets as they arrive, never decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+from aiortc import RTCRtpReceiver
+from aiortc.codecs import is_rtx
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import RtpPacket, unwrap_rtx
+
+from bot.rtc import internals
+from bot.rtc.nack import BoundedNackGenerator
+
+log = logging.getLogger(__name__)
+
+PacketHandler = Callable[[RtpPacket], Awaitable[None]]
+SenderReportHandler = Callable[[int, int, int], None]  # (ssrc, ntp timestamp, rtp timestamp)
+
+
+class ReceiverTap:
+    """Takes over an RTCRtpReceiver's incoming RTP: no depayloading, jitter buffer or decoding.
+
+    What the stock handling does that the relay still needs is kept: per-SSRC statistics (the
+    receiver's RTCP task sends receiver reports from them), RTX unwrapping and NACK generation.
+    Sender reports are passed on to ``on_sender_report``. Given ``ssrcs`` (the stream's media
+    and RTX SSRCs), packets with any other SSRC are dropped before they get statistics of their
+    own.
+    """
+
+    def __init__(
+        self,
+        receiver: RTCRtpReceiver,
+        kind: str,
+        on_packet: PacketHandler,
+        on_sender_report: SenderReportHandler | None = None,
+        ssrcs: Collection[int] | None = None,
+    ) -> None:
+        self.receiver = receiver
+        self.media_ssrc: int | None = None
+        self._ssrcs = None if ssrcs is None else frozenset(ssrcs)
+        self._on_packet = on_packet
+        self._is_rtx: dict[int, bool] = {}
+        self._nack = BoundedNackGenerator() if kind == "video" else None
+        tables = internals.take_rtp(receiver, self._handle_rtp)
+        self._codecs = tables.codecs
+        self._rtx_ssrc = tables.rtx_ssrc
+        self._streams = tables.streams
+        if on_sender_report is not None:
+            internals.on_sender_report(receiver, on_sender_report)
+
+    def send_pli(self) -> None:
+        """Ask the remote sender for a key frame (RTCP PLI), without waiting."""
+        if self.media_ssrc is not None:
+            task = asyncio.ensure_future(internals.request_keyframe(self.receiver, self.media_ssrc))
+            task.add_done_callback(_log_failure)
+
+    async def _handle_rtp(self, packet: RtpPacket) -> None:
+        codec = self._codecs.get(packet.payload_type)
+        if codec is None or (self._ssrcs is not None and packet.ssrc not in self._ssrcs):
+            return
+        stream = self._streams.get(packet.ssrc)
+        if stream is None:
+            stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        rtx = self._is_rtx.get(packet.payload_type)
+        if rtx is None:
+            # The receiver's codec table is fixed once receive() ran; no need to re-parse the
+            # MIME type of every packet.
+            rtx = self._is_rtx[packet.payload_type] = is_rtx(codec)
+        if rtx:
+            original_ssrc = self._rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+        if not packet.payload:  # padding-only bandwidth probe
+            return
+        self.media_ssrc = packet.ssrc
+        if self._nack is not None and self._nack.add(packet.sequence_number):
+            missing = sorted(self._nack.missing)
+            await internals.request_retransmission(self.receiver, packet.ssrc, missing)
+        await self._on_packet(packet)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("RTCP send failed: %s", task.exception())
