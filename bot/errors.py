@@ -114,6 +114,13 @@ class NotHost(ConclaveError):
         self.action = action
 
 
+class NotWaiting(ConclaveError):
+    code = "not_waiting"
+
+    def __init__(self) -> None:
+        super().__init__("Nobody by that id is waiting in the lobby.")
+
+
 class NotInvited(ConclaveError):
     code = "not_invited"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,28 @@ from bot.core.links import parse_link
 from bot.e2ee.identity import MeetingKeys
 from bot.signaling.hub import CLOSE_PROTOCOL
 from tests.support.keys import announced_keys
-from tests.support.meeting import Peer, collect_until, connect, entry_of, join, make_meeting
-from tests.support.server import Running, expect_refused, hello_resume, receive_until, serve
+from tests.support.meeting import Peer, collect_until, entry_of
+from tests.support.server import expect_refused, hello_resume, receive_until, serve
+from tests.support.world import World, roster_of
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Running]:
-    async with serve(tmp_path) as running:
-        yield running
+async def world(tmp_path: Path, http: aiohttp.ClientSession, stack: AsyncExitStack) -> World:
+    return World(await stack.enter_async_context(serve(tmp_path)), http, stack)
+
+
+async def ben_then_ana(world: World) -> tuple[Peer, Peer]:
+    """Ana and Ben in a room, Ben first."""
+    await world.room("ana", "ben")
+    ben, ana = await world.join_all("ben", "ana")
+    return ana, ben
+
+
+def with_keys_of(peer: Peer) -> Callable[[dict[str, Any]], bool]:
+    """Matches a roster whose entry for ``peer`` carries keys."""
+    return lambda m: any(
+        e["participant_id"] == peer.participant_id and "keys" in e for e in m["roster"]
+    )
 
 
 def signed_for(peer: Peer, **signed: Any) -> dict[str, str]:
@@ -70,36 +84,24 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_keys_not_signed_for_this_connection_or_malformed_are_refused(
-    case: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
+    case: str, world: World
 ) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
-    await receive_until(ana.ws, "roster", lambda m: len(m["roster"]) == 2)
+    ana, ben = await ben_then_ana(world)
+    await ana.until("roster", roster_of(2))
 
     await ana.send("keys", **CASES[case](ana, ben))
     _, close_code = await expect_refused(ana.ws, "bad_message")
     assert close_code == CLOSE_PROTOCOL
 
-    seen = await collect_until(ben.ws, "roster", lambda m: len(m["roster"]) == 1)
+    seen = await collect_until(ben.ws, "roster", roster_of(1))
     assert not [m for m in seen for e in m.get("roster", []) if "keys" in e]
 
 
-async def test_a_signed_announcement_reaches_the_roster_with_its_signature(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_a_signed_announcement_reaches_the_roster_with_its_signature(world: World) -> None:
+    ana, ben = await ben_then_ana(world)
     keys: dict[str, Any] = announced_keys(ana.welcome)
     await ana.send("keys", **keys)
-    update = await receive_until(
-        ben.ws,
-        "roster",
-        lambda m: any(
-            e["participant_id"] == ana.participant_id and "keys" in e for e in m["roster"]
-        ),
-    )
+    update = await ben.until("roster", with_keys_of(ana))
     assert entry_of(update, ana.participant_id)["keys"] == keys
     assert set(keys) == {"x25519", "ed25519", "signature"}
 
@@ -107,61 +109,47 @@ async def test_a_signed_announcement_reaches_the_roster_with_its_signature(
 # --- a participant's keys across its resumes ----------------------------------------------------
 
 
-async def resume(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack, peer: Peer
-) -> Peer:
+async def resume(world: World, peer: Peer) -> Peer:
     """Resume ``peer``'s session on a new connection while its old one is still open."""
-    ws = await connect(server, http, stack)
+    ws = await world.connect()
     await ws.send_str(hello_resume(peer.resume_token))
     welcome = await receive_until(ws, "welcome")
     return Peer(ws, welcome)
 
 
-async def test_a_resumed_connection_shows_the_keys_announced_before(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_a_resumed_connection_shows_the_keys_announced_before(world: World) -> None:
+    ana, ben = await ben_then_ana(world)
     keys = announced_keys(ana.welcome)
     await ana.send("keys", **keys)
-    await receive_until(
-        ben.ws,
-        "roster",
-        lambda m: any(
-            e["participant_id"] == ana.participant_id and "keys" in e for e in m["roster"]
-        ),
-    )
+    await ben.until("roster", with_keys_of(ana))
 
-    again = await resume(server, http, stack, ana)
+    again = await resume(world, ana)
     # No moment without keys (which would make every code pending): the roster the resume
     # sends already carries them...
-    roster = await receive_until(ben.ws, "roster", lambda m: len(m["roster"]) == 2)
+    roster = await ben.until("roster", roster_of(2))
     assert entry_of(roster, ana.participant_id)["keys"] == keys
     # ...and announcing them again on the new connection is accepted, once.
     await again.send("keys", **keys)
     await again.send("keys", **keys)
-    warning = await receive_until(again.ws, "warning")
+    warning = await again.until("warning")
     assert warning["code"] == "keys_fixed"
 
 
-async def test_new_keys_after_a_resume_show_as_a_leave_and_a_return(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
+async def test_new_keys_after_a_resume_show_as_a_leave_and_a_return(world: World) -> None:
     """A participant that resumes (its old connection still open, so no leave) and announces
     new keys. Honest clients take new keys for a known id as the server swapping them and
     leave, so the hub must show the participant leave first. Ben is a real client."""
-    meeting = await make_meeting(server, "ana", "ben")
+    meeting = await world.room("ana", "ben")
     lines: list[str] = []
     ben = ClientSession(parse_link(meeting.invites["ben"].link.reveal()), lines.append)
     running = asyncio.ensure_future(ben.run(None))
     try:
-        ana = await join(server, http, stack, meeting, "ana")
+        ana = await world.join("ana")
         await ana.send("keys", **announced_keys(ana.welcome))
         await until(lambda: any(CODE.fullmatch(line) for line in lines), "a code at ben's")
         first = [line for line in lines if CODE.fullmatch(line)][-1]
 
-        again = await resume(server, http, stack, ana)
+        again = await resume(world, ana)
         await again.send("keys", **announced_keys(again.welcome, MeetingKeys.generate()))
         await until(
             lambda: any(CODE.fullmatch(line) and line != first for line in lines),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -28,29 +27,9 @@ from bot.signaling.hub import (
     CLOSE_REFUSED,
 )
 from tests.support.keys import announced_keys
-from tests.support.meeting import (
-    Meeting,
-    Peer,
-    assert_unspent,
-    audit_events,
-    collect_until,
-    connect,
-    entry_of,
-    join,
-    make_meeting,
-    refused,
-    roster_ids,
-)
-from tests.support.server import (
-    Running,
-    expect_closed,
-    expect_refused,
-    hello_invite,
-    hello_resume,
-    receive_json,
-    receive_until,
-    serve,
-)
+from tests.support.meeting import Peer, collect_until, entry_of, roster_ids
+from tests.support.server import expect_closed, expect_refused, hello_resume, receive_json, serve
+from tests.support.world import World, roster_of
 
 CAP = 2
 # The hub's field limits, pinned here rather than read back from the hub, so a change shows.
@@ -61,80 +40,36 @@ OFFER = {"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n"}
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Running]:
-    async with serve(tmp_path) as running:
-        yield running
+async def world(tmp_path: Path, http: aiohttp.ClientSession, stack: AsyncExitStack) -> World:
+    return World(await stack.enter_async_context(serve(tmp_path)), http, stack)
 
 
 @pytest.fixture
-async def capped_server(tmp_path: Path) -> AsyncIterator[Running]:
-    async with serve(tmp_path, env={"CONCLAVE_SIGNALING_MAX_PARTICIPANTS": str(CAP)}) as running:
-        yield running
+async def capped(tmp_path: Path, http: aiohttp.ClientSession, stack: AsyncExitStack) -> World:
+    env = {"CONCLAVE_SIGNALING_MAX_PARTICIPANTS": str(CAP)}
+    return World(await stack.enter_async_context(serve(tmp_path, env=env)), http, stack)
 
 
 @pytest.fixture
-async def throttled_server(tmp_path: Path) -> AsyncIterator[Running]:
+async def throttled(tmp_path: Path, http: aiohttp.ClientSession, stack: AsyncExitStack) -> World:
     env = {
         "CONCLAVE_SIGNALING_RATE_LIMIT": str(RATE),
         "CONCLAVE_SIGNALING_RATE_BURST": str(BURST),
     }
-    async with serve(tmp_path, env=env) as running:
-        yield running
-
-
-def roster_of(n: int) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: len(m["roster"]) == n
-
-
-async def expect_warning(peer: Peer, code: str) -> dict[str, Any]:
-    """The next warning names ``code``; the connection stays open (a ping is still answered)."""
-    warning = await receive_until(peer.ws, "warning")
-    assert warning["code"] == code, warning
-    assert isinstance(warning["message"], str) and warning["message"]
-    await peer.ping()
-    return warning
-
-
-async def resume(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack, token: str
-) -> Peer:
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_resume(token))
-    welcome = await receive_json(ws)
-    assert welcome["type"] == "welcome", welcome
-    return Peer(ws, welcome)
+    return World(await stack.enter_async_context(serve(tmp_path, env=env)), http, stack)
 
 
 # --- lobby ------------------------------------------------------------------------------------
 
 
-async def enter_lobby(
-    server: Running,
-    http: aiohttp.ClientSession,
-    stack: AsyncExitStack,
-    meeting: Meeting,
-    who: str,
-) -> Peer:
-    """Join a lobby room as a guest: welcomed unadmitted, with an empty roster, then ``lobby``."""
-    peer = await join(server, http, stack, meeting, who)
-    assert peer.welcome["admitted"] is False
-    assert peer.welcome["roster"] == []
-    assert peer.welcome["room"]["lobby"] is True
-    lobby = await receive_json(peer.ws)
-    assert lobby["type"] == "lobby", lobby
-    return peer
-
-
-async def test_a_lobby_guest_waits_unseen_and_the_host_is_told(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
+async def test_a_lobby_guest_waits_unseen_and_the_host_is_told(world: World) -> None:
+    await world.room("ana", "ben", lobby=True)
+    host = await world.join("hana")
     assert host.welcome["admitted"] is True
     assert roster_ids(host.welcome) == [host.participant_id]
 
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    ben = await enter_lobby(server, http, stack, meeting, "ben")
+    ana = await world.lobby("ana")
+    ben = await world.lobby("ben")
 
     told = await collect_until(
         host.ws, "lobby_waiting", lambda m: len(m["waiting"]) == 2, timeout=10
@@ -148,35 +83,29 @@ async def test_a_lobby_guest_waits_unseen_and_the_host_is_told(
     for message in seen_by_host:
         if message["type"] == "roster":
             assert roster_ids(message) == [host.participant_id]
-    assert [e["participant_id"] for e in server.app.hub.roster(meeting.room_id)] == [
-        host.participant_id
-    ]
+    assert world.present() == [host.participant_id]
     for guest in (ana, ben):
         assert not [m for m in await guest.ping() if m["type"] in ("roster", "lobby_waiting")]
 
 
-async def test_the_host_is_never_put_in_the_lobby(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
+async def test_the_host_is_never_put_in_the_lobby(world: World) -> None:
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
     assert host.welcome["role"] == "host"
     assert host.welcome["admitted"] is True
     assert not [m for m in await host.ping() if m["type"] == "lobby"]
 
     await host.ws.close()
-    again = await resume(server, http, stack, host.resume_token)
+    again = await world.resume(host.resume_token)
     assert again.welcome["admitted"] is True
     assert roster_ids(again.welcome) == [host.participant_id]
     assert not [m for m in await again.ping() if m["type"] == "lobby"]
 
 
-async def test_a_guest_in_the_lobby_can_only_wait(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
+async def test_a_guest_in_the_lobby_can_only_wait(world: World) -> None:
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
+    ana = await world.lobby("ana")
 
     attempts: list[dict[str, Any]] = [
         {"type": "publish", "offer": OFFER},
@@ -185,7 +114,7 @@ async def test_a_guest_in_the_lobby_can_only_wait(
     ]
     for attempt in attempts:
         await ana.ws.send_str(json.dumps(attempt))
-        await expect_warning(ana, "in_lobby")
+        await ana.warned("in_lobby")
 
     # Nothing got through: no key reached the host, no keys entered a roster.
     for message in await host.ping():
@@ -193,81 +122,91 @@ async def test_a_guest_in_the_lobby_can_only_wait(
         if message["type"] == "roster":
             assert roster_ids(message) == [host.participant_id]
     # Nor were the lobby's keys kept for later: once admitted, ana has announced none.
-    await host.send("admit", participant=ana.participant_id)
-    admitted = await receive_until(ana.ws, "admitted")
+    admitted = await world.admit(host, ana)
     assert "keys" not in entry_of(admitted, ana.participant_id)
 
 
-async def test_only_the_host_can_admit(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    await host.send("admit", participant=ana.participant_id)
-    await receive_until(ana.ws, "admitted")
-    ben = await enter_lobby(server, http, stack, meeting, "ben")
+async def admissions_on_record(world: World) -> list[str]:
+    """Whom the audit log says the host let out of the lobby, in order."""
+    audit = await world.server.app.store.audit_log(world.meeting.room_id)
+    return [e.detail["participant"] for e in audit if e.event == "participant_admitted"]
+
+
+async def ana_let_in_and_ben_waiting(world: World) -> tuple[Peer, Peer, Peer]:
+    """A lobby room: the host, Ana whom the host let in, Ben still waiting."""
+    await world.room("ana", "ben", lobby=True)
+    host = await world.join("hana")
+    ana = await world.lobby("ana")
+    await world.admit(host, ana)
+    ben = await world.lobby("ben")
+    return host, ana, ben
+
+
+async def test_only_the_host_can_admit(world: World) -> None:
+    _, ana, ben = await ana_let_in_and_ben_waiting(world)
 
     await ana.send("admit", participant=ben.participant_id)
-    await expect_warning(ana, "not_host")
+    await ana.warned("not_host")
 
     assert not [m for m in await ben.ping() if m["type"] == "admitted"]
-    present = [e["participant_id"] for e in server.app.hub.roster(meeting.room_id)]
-    assert ben.participant_id not in present
+    assert ben.participant_id not in world.present()
+    assert await admissions_on_record(world) == [ana.participant_id]
 
 
-async def test_the_host_admits_a_guest_into_everyones_roster(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    await host.send("admit", participant=ana.participant_id)
-    await receive_until(ana.ws, "admitted")
-    ben = await enter_lobby(server, http, stack, meeting, "ben")
-    await receive_until(host.ws, "lobby_waiting", lambda m: len(m["waiting"]) == 1)
+async def test_the_host_admits_a_guest_into_everyones_roster(world: World) -> None:
+    host, ana, ben = await ana_let_in_and_ben_waiting(world)
+    await host.until("lobby_waiting", lambda m: len(m["waiting"]) == 1)
 
     await host.send("admit", participant=ben.participant_id)
     everyone = [host.participant_id, ana.participant_id, ben.participant_id]
-    admitted = await receive_until(ben.ws, "admitted")
+    admitted = await ben.until("admitted")
     assert roster_ids(admitted) == everyone
     for peer in (host, ana, ben):
-        assert roster_ids(await receive_until(peer.ws, "roster", roster_of(3))) == everyone
-    assert (await receive_until(host.ws, "lobby_waiting"))["waiting"] == []
+        assert roster_ids(await peer.until("roster", roster_of(3))) == everyone
+    assert (await host.until("lobby_waiting"))["waiting"] == []
 
     # Admitted means admitted: the session messages a lobby guest may not send now work.
     keys = announced_keys(ben.welcome)
     await ben.send("keys", **keys)
-    with_keys = await receive_until(
-        host.ws, "roster", lambda m: "keys" in entry_of(m, ben.participant_id)
-    )
+    with_keys = await host.until("roster", lambda m: "keys" in entry_of(m, ben.participant_id))
     assert entry_of(with_keys, ben.participant_id)["keys"] == keys
 
 
+async def test_an_admission_is_on_record_like_a_kick(world: World) -> None:
+    """Who let whom in, and when: the host's chat identity admitted that participant."""
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
+    ana = await world.lobby("ana")
+    await world.admit(host, ana)
+
+    assert await admissions_on_record(world) == [ana.participant_id]
+    audit = await world.server.app.store.audit_log(world.meeting.room_id)
+    (admission,) = [e for e in audit if e.event == "participant_admitted"]
+    host_user = world.meeting.host
+    assert admission.actor == f"{host_user.platform}:{host_user.workspace}:{host_user.user_id}"
+    assert admission.at == world.server.clock.now()
+
+
 @pytest.mark.parametrize("target", ["unknown", "already_admitted"])
-async def test_admitting_someone_who_is_not_waiting_is_refused(
-    target: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
+async def test_admitting_someone_who_is_not_waiting_is_refused(target: str, world: World) -> None:
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
     who = {"unknown": "pNoSuchPerson", "already_admitted": host.participant_id}[target]
     await host.send("admit", participant=who)
-    await expect_warning(host, "not_waiting")
+    await host.warned("not_waiting")
+    assert await admissions_on_record(world) == []
 
 
-async def test_an_admitted_guest_who_resumes_skips_the_lobby(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    await host.send("admit", participant=ana.participant_id)
-    await receive_until(ana.ws, "admitted")
-    await receive_until(host.ws, "lobby_waiting", lambda m: m["waiting"] == [])
+async def test_an_admitted_guest_who_resumes_skips_the_lobby(world: World) -> None:
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
+    ana = await world.lobby("ana")
+    await world.admit(host, ana)
+    await host.until("lobby_waiting", lambda m: m["waiting"] == [])
 
     await ana.ws.close()
-    await receive_until(host.ws, "roster", roster_of(1))
-    again = await resume(server, http, stack, ana.resume_token)
+    await host.until("roster", roster_of(1))
+    again = await world.resume(ana.resume_token)
     assert again.participant_id == ana.participant_id
     assert again.welcome["admitted"] is True
     assert roster_ids(again.welcome) == [host.participant_id, ana.participant_id]
@@ -277,33 +216,27 @@ async def test_an_admitted_guest_who_resumes_skips_the_lobby(
     assert not [m for m in seen_by_host if m["type"] == "lobby_waiting" and m["waiting"]]
 
 
-async def test_a_guest_who_leaves_the_lobby_drops_off_the_waiting_list(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    await receive_until(host.ws, "lobby_waiting", lambda m: len(m["waiting"]) == 1)
+async def test_a_guest_who_leaves_the_lobby_drops_off_the_waiting_list(world: World) -> None:
+    await world.room("ana", lobby=True)
+    host = await world.join("hana")
+    ana = await world.lobby("ana")
+    await host.until("lobby_waiting", lambda m: len(m["waiting"]) == 1)
 
     # Waiting and dropping does not count as admitted: a resume waits again.
     await ana.ws.close()
-    await receive_until(host.ws, "lobby_waiting", lambda m: m["waiting"] == [])
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_resume(ana.resume_token))
-    welcome = await receive_json(ws)
-    assert welcome["participant_id"] == ana.participant_id
-    assert welcome["admitted"] is False
-    assert (await receive_json(ws))["type"] == "lobby"
-    waiting = await receive_until(host.ws, "lobby_waiting", lambda m: len(m["waiting"]) == 1)
+    await host.until("lobby_waiting", lambda m: m["waiting"] == [])
+    again = await world.resume(ana.resume_token)
+    assert again.participant_id == ana.participant_id
+    assert again.welcome["admitted"] is False
+    assert (await again.until("lobby"))["type"] == "lobby"
+    waiting = await host.until("lobby_waiting", lambda m: len(m["waiting"]) == 1)
     assert waiting["waiting"][0]["participant_id"] == ana.participant_id
 
 
-async def test_a_host_who_connects_after_a_guest_is_told_who_is_waiting(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", lobby=True)
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    host = await join(server, http, stack, meeting, "hana")
+async def test_a_host_who_connects_after_a_guest_is_told_who_is_waiting(world: World) -> None:
+    await world.room("ana", lobby=True)
+    ana = await world.lobby("ana")
+    host = await world.join("hana")
 
     # Without being told, the host cannot let the guest in: the guest would wait forever.
     seen = await host.ping()
@@ -315,111 +248,94 @@ async def test_a_host_who_connects_after_a_guest_is_told_who_is_waiting(
 # --- host controls ----------------------------------------------------------------------------
 
 
-async def test_the_host_locks_and_unlocks_over_the_websocket(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_the_host_locks_and_unlocks_over_the_websocket(world: World) -> None:
+    meeting = await world.room("ana", "ben")
+    host, ana = await world.join_all("hana", "ana")
 
     await host.send("lock")
     for peer in (host, ana):
-        assert await receive_until(peer.ws, "room") == {"type": "room", "locked": True}
-    room = await server.app.store.get_room(meeting.room_id)
+        assert await peer.until("room") == {"type": "room", "locked": True}
+    room = await world.server.app.store.get_room(meeting.room_id)
     assert room is not None and room.state is RoomState.LOCKED
-    assert "room_locked" in await audit_events(server, meeting.room_id)
+    assert "room_locked" in await world.audit()
 
-    close_code = await refused(
-        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "room_locked"
-    )
-    assert close_code == CLOSE_REFUSED
-    await assert_unspent(server, meeting, "ben")
+    assert await world.refused(world.hello("ben"), "room_locked") == CLOSE_REFUSED
+    await world.assert_unspent("ben")
 
     await host.send("unlock")
     for peer in (host, ana):
-        assert await receive_until(peer.ws, "room") == {"type": "room", "locked": False}
-    ben = await join(server, http, stack, meeting, "ben")
+        assert await peer.until("room") == {"type": "room", "locked": False}
+    ben = await world.join("ben")
     assert ben.welcome["room"]["state"] == "open"
-    assert "room_unlocked" in await audit_events(server, meeting.room_id)
+    assert "room_unlocked" in await world.audit()
 
 
 @pytest.mark.parametrize("control", ["lock", "unlock", "end", "kick"])
-async def test_a_guest_cannot_use_host_controls(
-    control: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
-    ben = await join(server, http, stack, meeting, "ben")
-    audit_before = await audit_events(server, meeting.room_id)
+async def test_a_guest_cannot_use_host_controls(control: str, world: World) -> None:
+    meeting = await world.room("ana", "ben")
+    host, ana, ben = await world.join_all("hana", "ana", "ben")
+    store = world.server.app.store
     if control == "unlock":  # something to unlock
-        await server.app.service.lock(meeting.host, meeting.room_id)
-        audit_before = await audit_events(server, meeting.room_id)
-    before = await server.app.store.get_room(meeting.room_id)
+        await world.server.app.service.lock(meeting.host, meeting.room_id)
+    audit_before = await world.audit()
+    before = await store.get_room(meeting.room_id)
     assert before is not None
 
     fields = {"participant": ben.participant_id} if control == "kick" else {}
     await ana.send(control, **fields)
-    await expect_warning(ana, "not_host")
+    await ana.warned("not_host")
 
-    room = await server.app.store.get_room(meeting.room_id)
+    room = await store.get_room(meeting.room_id)
     assert room is not None and room.state is before.state
-    assert await audit_events(server, meeting.room_id) == audit_before
+    assert await world.audit() == audit_before
     for peer in (host, ben):
         seen = await peer.ping()
         assert not [m for m in seen if m["type"] in ("ended", "kicked")]
         assert not [m for m in seen if m["type"] == "room" and m["locked"] != (control == "unlock")]
-    sessions = await server.app.store.participants_for_room(meeting.room_id)
+    sessions = await store.participants_for_room(meeting.room_id)
     assert len(sessions) == 3
     assert all(p.state is ParticipantState.ACTIVE for p in sessions)
-    assert len(server.app.hub.roster(meeting.room_id)) == 3
+    assert len(world.present()) == 3
 
 
-async def test_the_host_kicks_a_guest_for_good(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
-    ben = await join(server, http, stack, meeting, "ben")
-    await receive_until(ana.ws, "roster", roster_of(3))
+async def test_the_host_kicks_a_guest_for_good(world: World) -> None:
+    meeting = await world.room("ana", "ben")
+    host, ana, ben = await world.join_all("hana", "ana", "ben")
+    await ana.until("roster", roster_of(3))
 
     await host.send("kick", participant=ana.participant_id)
-    kicked = await receive_until(ana.ws, "kicked")
+    kicked = await ana.until("kicked")
     assert isinstance(kicked["message"], str) and kicked["message"]
     assert await expect_closed(ana.ws) == CLOSE_KICKED
 
     for peer in (host, ben):
-        await receive_until(peer.ws, "roster", roster_of(3))
-        left = await receive_until(peer.ws, "roster")
+        await peer.until("roster", roster_of(3))
+        left = await peer.until("roster")
         assert roster_ids(left) == [host.participant_id, ben.participant_id]
 
-    sessions = {p.id: p for p in await server.app.store.participants_for_room(meeting.room_id)}
+    store = world.server.app.store
+    sessions = {p.id: p for p in await store.participants_for_room(meeting.room_id)}
     assert sessions[ana.participant_id].state is ParticipantState.REVOKED
     assert sessions[ben.participant_id].state is ParticipantState.ACTIVE
-    audit = await server.app.store.audit_log(meeting.room_id)
+    audit = await store.audit_log(meeting.room_id)
     assert [e.detail.get("participant") for e in audit if e.event == "participant_kicked"] == [
         ana.participant_id
     ]
 
-    close_code = await refused(server, http, stack, hello_resume(ana.resume_token), "bad_resume")
-    assert close_code == CLOSE_REFUSED
+    assert await world.refused(hello_resume(ana.resume_token), "bad_resume") == CLOSE_REFUSED
     await ben.ping()
 
 
 @pytest.mark.parametrize("target", ["self", "unknown", "other_room", "already_kicked"])
-async def test_a_kick_that_cannot_apply_is_a_warning(
-    target: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana")
-    elsewhere = await make_meeting(server, "cy")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
-    cy = await join(server, http, stack, elsewhere, "cy")
+async def test_a_kick_that_cannot_apply_is_a_warning(target: str, world: World) -> None:
+    elsewhere = await world.room("cy")
+    cy = await world.join("cy")
+    await world.room("ana")
+    host, ana = await world.join_all("hana", "ana")
     if target == "already_kicked":
         await host.send("kick", participant=ana.participant_id)
-        await receive_until(ana.ws, "kicked")
-    kicks_before = (await audit_events(server, meeting.room_id)).count("participant_kicked")
+        await ana.until("kicked")
+    kicks_before = (await world.audit()).count("participant_kicked")
     who = {
         "self": host.participant_id,
         "unknown": "pNoSuchPerson",
@@ -428,96 +344,77 @@ async def test_a_kick_that_cannot_apply_is_a_warning(
     }[target]
 
     await host.send("kick", participant=who)
-    await expect_warning(host, "bad_command")
+    await host.warned("bad_command")
 
-    after = await audit_events(server, meeting.room_id)
-    assert after.count("participant_kicked") == kicks_before
-    assert "participant_kicked" not in await audit_events(server, elsewhere.room_id)
+    assert (await world.audit()).count("participant_kicked") == kicks_before
+    assert "participant_kicked" not in await world.audit(elsewhere)
     assert not [m for m in await cy.ping() if m["type"] == "kicked"]
-    assert host.participant_id in roster_ids({"roster": server.app.hub.roster(meeting.room_id)})
+    assert host.participant_id in world.present()
 
 
-async def test_the_host_ends_the_meeting_over_the_websocket(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_the_host_ends_the_meeting_over_the_websocket(world: World) -> None:
+    meeting = await world.room("ana", "ben")
+    host, ana = await world.join_all("hana", "ana")
 
     await host.send("end")
     for peer in (host, ana):
-        assert await receive_until(peer.ws, "ended") == {"type": "ended", "reason": "ended by host"}
+        assert await peer.until("ended") == {"type": "ended", "reason": "ended by host"}
         assert await expect_closed(peer.ws) == CLOSE_ENDED
 
-    room = await server.app.store.get_room(meeting.room_id)
+    store = world.server.app.store
+    room = await store.get_room(meeting.room_id)
     assert room is not None and room.state is RoomState.ENDED
-    assert "room_ended" in await audit_events(server, meeting.room_id)
-    stored = await server.app.store.get_invite(meeting.invite_id("ben"))
+    assert "room_ended" in await world.audit()
+    stored = await store.get_invite(meeting.invite_id("ben"))
     assert stored is not None and stored.state is InviteState.REVOKED
-    await refused(
-        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "revoked"
-    )
-    assert server.app.hub.roster(meeting.room_id) == []
+    await world.refused(world.hello("ben"), "revoked")
+    assert world.present() == []
 
 
 # --- public keys and key routing -------------------------------------------------------------
 
 
-async def test_announced_keys_are_in_everyones_roster(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", "cy")
-    ana = await join(server, http, stack, meeting, "ana")
-    ben = await join(server, http, stack, meeting, "ben")
+async def test_announced_keys_are_in_everyones_roster(world: World) -> None:
+    await world.room("ana", "ben", "cy")
+    ana, ben = await world.join_all("ana", "ben")
     keys = announced_keys(ana.welcome)
 
     await ana.send("keys", **keys)
     for peer in (ana, ben):
-        update = await receive_until(
-            peer.ws, "roster", lambda m: "keys" in entry_of(m, ana.participant_id)
-        )
+        update = await peer.until("roster", lambda m: "keys" in entry_of(m, ana.participant_id))
         assert entry_of(update, ana.participant_id)["keys"] == keys
         assert "keys" not in entry_of(update, ben.participant_id)
 
-    cy = await join(server, http, stack, meeting, "cy")
+    cy = await world.join("cy")
     assert entry_of(cy.welcome, ana.participant_id)["keys"] == keys
 
 
-async def test_keys_cannot_be_announced_twice(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ana = await join(server, http, stack, meeting, "ana")
-    ben = await join(server, http, stack, meeting, "ben")
+async def test_keys_cannot_be_announced_twice(world: World) -> None:
+    await world.room("ana", "ben")
+    ana, ben = await world.join_all("ana", "ben")
     first = announced_keys(ana.welcome)
     second = announced_keys(ana.welcome)
 
     await ana.send("keys", **first)
-    await receive_until(ben.ws, "roster", lambda m: "keys" in entry_of(m, ana.participant_id))
+    await ben.until("roster", lambda m: "keys" in entry_of(m, ana.participant_id))
     await ana.send("keys", **second)
-    await expect_warning(ana, "keys_fixed")
+    await ana.warned("keys_fixed")
 
-    assert (
-        entry_of({"roster": server.app.hub.roster(meeting.room_id)}, ana.participant_id)["keys"]
-        == first
-    )
+    hub_roster = {"roster": world.server.app.hub.roster(world.meeting.room_id)}
+    assert entry_of(hub_roster, ana.participant_id)["keys"] == first
     for message in await ben.ping():
         if message["type"] == "roster":
             assert entry_of(message, ana.participant_id)["keys"] == first
 
 
-async def test_a_key_message_reaches_only_its_recipient(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", "cy")
-    ana = await join(server, http, stack, meeting, "ana")
-    ben = await join(server, http, stack, meeting, "ben")
-    cy = await join(server, http, stack, meeting, "cy")
+async def test_a_key_message_reaches_only_its_recipient(world: World) -> None:
+    await world.room("ana", "ben", "cy")
+    ana, ben, cy = await world.join_all("ana", "ben", "cy")
     # The largest payload allowed, passed through untouched.
     payload = ("sealed-for-ben:" * MAX_KEY_PAYLOAD)[:MAX_KEY_PAYLOAD]
 
     await ana.send("key", to=ben.participant_id, payload=payload)
-    got = await receive_until(ben.ws, "key")
+    got = await ben.until("key")
     assert got == {"type": "key", "from": ana.participant_id, "payload": payload}
 
     # Sent after the first by the same connection: anything cy got of the first comes before.
@@ -530,18 +427,15 @@ async def test_a_key_message_reaches_only_its_recipient(
 
 
 @pytest.mark.parametrize("target", ["self", "unknown", "waiting_in_lobby", "departed"])
-async def test_an_undeliverable_key_message_is_a_warning(
-    target: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben", lobby=True)
-    host = await join(server, http, stack, meeting, "hana")
-    ben = await enter_lobby(server, http, stack, meeting, "ben")
-    ana = await enter_lobby(server, http, stack, meeting, "ana")
-    await host.send("admit", participant=ana.participant_id)
-    await receive_until(ana.ws, "admitted")
+async def test_an_undeliverable_key_message_is_a_warning(target: str, world: World) -> None:
+    await world.room("ana", "ben", lobby=True)
+    host = await world.join("hana")
+    ben = await world.lobby("ben")
+    ana = await world.lobby("ana")
+    await world.admit(host, ana)
     if target == "departed":
         await ana.ws.close()
-        await receive_until(host.ws, "roster", roster_of(1))
+        await host.until("roster", roster_of(1))
     who = {
         "self": host.participant_id,
         "unknown": "pNoSuchPerson",
@@ -550,103 +444,89 @@ async def test_an_undeliverable_key_message_is_a_warning(
     }[target]
 
     await host.send("key", to=who, payload="sealed-for-nobody")
-    await expect_warning(host, "undeliverable")
+    await host.warned("undeliverable")
     assert not [m for m in await ben.ping() if m["type"] == "key"]
 
 
-async def test_a_key_payload_over_the_limit_is_a_protocol_error(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
-    await receive_until(ana.ws, "roster", roster_of(2))
+async def two_in_a_room(world: World) -> tuple[Peer, Peer]:
+    """Ben, then Ana, in a room of their own; Ana has seen Ben."""
+    await world.room("ana", "ben")
+    ben, ana = await world.join_all("ben", "ana")
+    await ana.until("roster", roster_of(2))
+    return ana, ben
+
+
+async def cut_off_alone(sender: Peer, other: Peer, code: str) -> None:
+    """``sender`` is refused with ``code`` and closed as a protocol breach; ``other`` sees it
+    leave, received no key message meanwhile, and is still served."""
+    _, close_code = await expect_refused(sender.ws, code)
+    assert close_code == CLOSE_PROTOCOL
+    seen = await collect_until(other.ws, "roster", roster_of(1))
+    assert not [m for m in seen if m["type"] == "key"]
+    await other.ping()
+
+
+async def test_a_key_payload_over_the_limit_is_a_protocol_error(world: World) -> None:
+    ana, ben = await two_in_a_room(world)
 
     await ana.send("key", to=ben.participant_id, payload="x" * (MAX_KEY_PAYLOAD + 1))
     # Well under the 64 KiB envelope limit: this is the key message's own field limit.
-    _, close_code = await expect_refused(ana.ws, "bad_message")
-    assert close_code == CLOSE_PROTOCOL
-
-    seen = await collect_until(ben.ws, "roster", roster_of(1))
-    assert not [m for m in seen if m["type"] == "key"]
-    await ben.ping()
+    await cut_off_alone(ana, ben, "bad_message")
 
 
-async def test_an_oversized_message_in_a_meeting_closes_only_its_connection(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
-    await receive_until(ana.ws, "roster", roster_of(2))
+async def test_an_oversized_message_in_a_meeting_closes_only_its_connection(world: World) -> None:
+    ana, ben = await two_in_a_room(world)
 
     message = json.dumps(
         {"type": "key", "to": ben.participant_id, "payload": "y" * MAX_MESSAGE_BYTES}
     )
     assert len(message.encode()) > MAX_MESSAGE_BYTES
     await ana.ws.send_str(message)
-    _, close_code = await expect_refused(ana.ws, "too_large")
-    assert close_code == CLOSE_PROTOCOL
-
-    seen = await collect_until(ben.ws, "roster", roster_of(1))
-    assert not [m for m in seen if m["type"] == "key"]
-    await ben.ping()
+    await cut_off_alone(ana, ben, "too_large")
 
 
 # --- limits -----------------------------------------------------------------------------------
 
 
-async def test_a_full_room_refuses_without_spending_the_invite(
-    capped_server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    server = capped_server
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_a_full_room_refuses_without_spending_the_invite(capped: World) -> None:
+    world = capped
+    await world.room("ana", "ben")
+    host, ana = await world.join_all("hana", "ana")
 
-    close_code = await refused(
-        server, http, stack, hello_invite(meeting.room_id, meeting.cred("ben")), "room_full"
-    )
-    assert close_code == CLOSE_REFUSED
-    await assert_unspent(server, meeting, "ben")
+    assert await world.refused(world.hello("ben"), "room_full") == CLOSE_REFUSED
+    await world.assert_unspent("ben")
     await host.ping()
     await ana.ping()
 
     await ana.ws.close()
-    await receive_until(host.ws, "roster", roster_of(1))
-    ben = await join(server, http, stack, meeting, "ben")
+    await host.until("roster", roster_of(1))
+    ben = await world.join("ben")
     assert roster_ids(ben.welcome) == [host.participant_id, ben.participant_id]
 
 
-async def test_hellos_arriving_together_cannot_overfill_the_room(
-    capped_server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    server = capped_server
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
+async def test_hellos_arriving_together_cannot_overfill_the_room(capped: World) -> None:
+    world = capped
+    await world.room("ana", "ben")
+    host = await world.join("hana")
 
-    ana_ws = await connect(server, http, stack)
-    ben_ws = await connect(server, http, stack)
-    await ana_ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
-    await ben_ws.send_str(hello_invite(meeting.room_id, meeting.cred("ben")))
+    ana_ws = await world.connect()
+    ben_ws = await world.connect()
+    await ana_ws.send_str(world.hello("ana"))
+    await ben_ws.send_str(world.hello("ben"))
     answers = await asyncio.gather(receive_json(ana_ws), receive_json(ben_ws))
 
     kinds = sorted((a["type"], a.get("code")) for a in answers)
     assert kinds == [("error", "room_full"), ("welcome", None)], kinds
     await host.ping()
-    assert len(server.app.hub.roster(meeting.room_id)) == CAP
+    assert len(world.present()) == CAP
     # And the one turned away keeps an invite that still works.
-    refused = "ana" if answers[0]["type"] == "error" else "ben"
-    await assert_unspent(server, meeting, refused)
+    await world.assert_unspent("ana" if answers[0]["type"] == "error" else "ben")
 
 
-async def test_a_flooding_connection_is_cut_off_alone(
-    throttled_server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    server = throttled_server
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_a_flooding_connection_is_cut_off_alone(throttled: World) -> None:
+    world = throttled
+    await world.room("ana", "ben")
+    ben, ana = await world.join_all("ben", "ana")
 
     for _ in range(50):
         await ana.send("ping")
@@ -655,12 +535,12 @@ async def test_a_flooding_connection_is_cut_off_alone(
     assert len([m for m in seen if m["type"] == "pong"]) < 50
     assert await expect_closed(ana.ws) == CLOSE_RATE
 
-    left = await receive_until(ben.ws, "roster", roster_of(1))
+    left = await ben.until("roster", roster_of(1))
     assert roster_ids(left) == [ben.participant_id]
     await ben.ping()
     # ben's connection still carries roster updates: ana, back with a fresh connection.
-    again = await resume(server, http, stack, ana.resume_token)
-    assert roster_ids(await receive_until(ben.ws, "roster", roster_of(2))) == [
+    again = await world.resume(ana.resume_token)
+    assert roster_ids(await ben.until("roster", roster_of(2))) == [
         ben.participant_id,
         again.participant_id,
     ]
@@ -669,20 +549,18 @@ async def test_a_flooding_connection_is_cut_off_alone(
 # --- media requests without a relay --------------------------------------------------------
 
 
-async def test_publish_without_a_relay_is_a_warning(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana")
-    ana = await join(server, http, stack, meeting, "ana")
+async def test_publish_without_a_relay_is_a_warning(world: World) -> None:
+    await world.room("ana")
+    ana = await world.join("ana")
 
     await ana.send("publish", offer=OFFER)
-    await expect_warning(ana, "relay_unavailable")
+    await ana.warned("relay_unavailable")
     # Refused, not half-done: the next attempt is refused the same way, not "already published".
     biggest = {"type": "offer", "sdp": "v" * MAX_SDP}
     await ana.send("publish", offer=biggest)
-    await expect_warning(ana, "relay_unavailable")
+    await ana.warned("relay_unavailable")
     await ana.send("answer", negotiation=1, answer={"type": "answer", "sdp": "v=0"})
-    await expect_warning(ana, "no_negotiation")
+    await ana.warned("no_negotiation")
 
 
 MALFORMED_OFFERS: dict[str, dict[str, Any]] = {
@@ -696,16 +574,8 @@ MALFORMED_OFFERS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("case", sorted(MALFORMED_OFFERS))
-async def test_a_malformed_offer_is_a_protocol_error(
-    case: str, server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    ben = await join(server, http, stack, meeting, "ben")
-    ana = await join(server, http, stack, meeting, "ana")
-    await receive_until(ana.ws, "roster", roster_of(2))
+async def test_a_malformed_offer_is_a_protocol_error(case: str, world: World) -> None:
+    ana, ben = await two_in_a_room(world)
 
     await ana.send("publish", **MALFORMED_OFFERS[case])
-    _, close_code = await expect_refused(ana.ws, "bad_message")
-    assert close_code == CLOSE_PROTOCOL
-    await receive_until(ben.ws, "roster", roster_of(1))
-    await ben.ping()
+    await cut_off_alone(ana, ben, "bad_message")

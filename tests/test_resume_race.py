@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from bot.config import SignalingSettings
 from bot.core.models import Admission
 from bot.core.policy import MeetingPolicy
 from bot.core.service import MeetingService
@@ -67,7 +68,8 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     store = SqliteStore(tmp_path / "c.db")
     await store.open()
     service = HeldResume(store, base_url)
-    hub = Hub(service, hello_timeout=BOUND)
+    hub = Hub(service, SignalingSettings(hello_timeout=int(BOUND)))
+    service.events.subscribe(hub.on_event)  # as the composition root does
     runner = make_runner(create_app(hub, base_url), idle_timeout=30)
     await runner.setup()
     await web.SockSite(runner, listener).start()

@@ -31,8 +31,5 @@ async def join(
         return 1
     if session.keyring is not None and media is not None and media.enabled:
         k = session.keyring
-        say(
-            f"frames decrypted: {k.decrypted}, dropped (failed to decrypt): {k.dropped}, "
-            f"refused (not from the participant shown): {k.misattributed}"
-        )
+        session.presenter.frame_counts(k.decrypted, k.dropped, k.misattributed)
     return 0

@@ -1,13 +1,16 @@
 """A participant's signaling session: redeem the invite, wait in the lobby if there is one,
-exchange keys, negotiate media with the relay through the hub, rejoin after a drop."""
+exchange keys, negotiate media with the relay through the hub, rejoin after a drop.
+
+Every message from the hub is checked against its definition (``bot/signaling/messages.py``)
+and handled by the one handler its type names; what a person is told is ``presenter.py``'s.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,13 +19,14 @@ import aiohttp
 
 from bot.client.keyring import Keyring
 from bot.client.media import MediaSession
+from bot.client.presenter import Presenter
 from bot.core.links import JoinLink
 from bot.e2ee.errors import KeysTampered
-from bot.e2ee.roster import RosterView
 from bot.errors import ConclaveError, ProtocolError
 from bot.rtc.peer import IceSettings
 from bot.secret import Secret
-from bot.signaling.envelope import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, encode
+from bot.signaling.envelope import PROTOCOL_VERSION, WIRE_LIMIT
+from bot.signaling.messages import TO_CLIENT, parse, to_server
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +34,8 @@ RESUME_ATTEMPTS = 5
 PUBLISH_ATTEMPTS = 10
 
 
-class Refused(ConclaveError):
-    """The server turned the client away; ``code`` is the server's reason."""
+class RefusedByServer(ConclaveError):
+    """The hub turned this client away with an ``error``; ``code`` is the hub's reason."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -63,21 +67,16 @@ class MediaOptions:
     grace_period: float = 10.0
 
 
-def describe_roster(roster: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{m['name']} ({m['role']})" for m in roster) or "(nobody)"
+Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-def _code_line(view: RosterView) -> str:
-    """What people compare; "pending" (and why) until everyone's keys are verified, never a
-    code left over from an earlier roster."""
-    if view.code is not None:
-        return f"security code: {view.code}"
-    reasons = []
-    if view.waiting:
-        reasons.append(f"waiting for the keys of {', '.join(view.waiting)}")
-    if view.rejected:
-        reasons.append(f"the keys shown for {', '.join(view.rejected)} are not signed by them")
-    return "security code: pending" + (f" ({'; '.join(reasons)})" if reasons else "")
+def _shown(show: Callable[[dict[str, Any]], None]) -> Handler:
+    """A handler for a message that only tells the person something."""
+
+    async def handler(message: dict[str, Any]) -> None:
+        show(message)
+
+    return handler
 
 
 class ClientSession:
@@ -87,12 +86,11 @@ class ClientSession:
         self, link: JoinLink, say: Callable[[str], None], media: MediaOptions | None = None
     ) -> None:
         self._link = link
-        self._say = say
+        self.presenter = Presenter(say)
         self._options = media or MediaOptions(enabled=False)
         self._resume: Secret | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._roster: list[dict[str, Any]] = []
-        self._code: str | None = None
         self.welcome: Welcome | None = None
         self.keyring: Keyring | None = None
         self.media: MediaSession | None = None
@@ -101,7 +99,26 @@ class ClientSession:
         self._retry: asyncio.Future[None] | None = None
         self._publish_attempts = 0
         self._welcomes = 0
-        self._last_code: str | None = None  # the last code shown, pending lines aside
+        p = self.presenter
+        # One handler per message the hub may send (``messages.TO_CLIENT``).
+        self.handlers: dict[str, Handler] = {
+            "welcome": self._on_welcome,
+            "admitted": self._on_admitted,
+            "roster": self._on_roster_message,
+            "lobby": _shown(lambda m: p.server_said(m["message"])),
+            "lobby_waiting": _shown(lambda m: p.lobby_waiting(m["waiting"])),
+            "room": _shown(lambda m: p.room_locked(m["locked"])),
+            "notice": _shown(lambda m: p.notice(m["message"])),
+            "pong": _shown(lambda m: None),
+            "key": self._on_key,
+            "answer": self._on_answer,
+            "offer": self._on_offer,
+            "media_lost": self._on_media_lost,
+            "warning": self._on_warning,
+            "ended": self._on_ended,
+            "kicked": self._on_kicked,
+            "error": self._on_error,
+        }
 
     # --- connection ------------------------------------------------------------------------
 
@@ -137,28 +154,22 @@ class ClientSession:
             attempts = 1 if self._welcomes > welcomes else attempts + 1
             if attempts > RESUME_ATTEMPTS:
                 raise Unreachable("Lost the connection to the meeting server and could not rejoin.")
-            self._say("connection lost; rejoining…")
+            self.presenter.connection_lost()
             await self._stop_media()
             await asyncio.sleep(min(0.5 * 2**attempts, 5.0))
 
     async def _connect(self, http: aiohttp.ClientSession, hello: dict[str, str]) -> None:
         async with http.ws_connect(
-            self._link.websocket_url, max_msg_size=4 * MAX_MESSAGE_BYTES, heartbeat=30.0
+            self._link.websocket_url, max_msg_size=WIRE_LIMIT, heartbeat=30.0
         ) as ws:
             self._ws = ws
             ticker = asyncio.ensure_future(self._tick())
             try:
-                await ws.send_str(encode("hello", version=PROTOCOL_VERSION, **hello))
+                await ws.send_str(to_server("hello", version=PROTOCOL_VERSION, **hello))
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.TEXT:
                         break
-                    try:
-                        message = json.loads(msg.data)
-                        await self._on_message(message)
-                    except (ValueError, KeyError, TypeError) as exc:
-                        raise ProtocolError(
-                            f"The server sent a malformed message ({exc})."
-                        ) from None
+                    await self._on_text(msg.data)
                     if self.ended is not None:
                         return
             finally:
@@ -166,11 +177,11 @@ class ClientSession:
                 self._ws = None
                 if self.ended is None and not ws.closed:
                     with contextlib.suppress(Exception):
-                        await ws.send_str(encode("bye"))
+                        await ws.send_str(to_server("bye"))
 
     async def send(self, kind: str, **fields: Any) -> None:
         if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(encode(kind, **fields))
+            await self._ws.send_str(to_server(kind, **fields))
 
     async def _tick(self) -> None:
         # Pending sender keys must start being used (and old ones expire) even while idle.
@@ -181,67 +192,13 @@ class ClientSession:
 
     # --- messages --------------------------------------------------------------------------
 
-    async def _on_message(self, message: dict[str, Any]) -> None:
-        kind = message.get("type")
-        if kind == "welcome":
-            await self._on_welcome(message)
-        elif kind in ("roster", "admitted"):
-            if kind == "admitted":
-                self._say("the host let you in")
-                self.admitted = True
-                await self._start_meeting()
-            await self._on_roster(message["roster"])
-        elif kind == "lobby":
-            self._say(str(message.get("message", "waiting in the lobby")))
-        elif kind == "lobby_waiting":
-            waiting = ", ".join(f"{w['name']} ({w['participant_id']})" for w in message["waiting"])
-            self._say(f"waiting in the lobby: {waiting or '(nobody)'}")
-        elif kind == "key":
-            if self.keyring is not None:
-                self.keyring.on_key(str(message["from"]), str(message["payload"]))
-        elif kind == "answer":
-            if self.media is not None:
-                await self.media.accept_answer(message["answer"])
-                self._publish_attempts = 0
-        elif kind == "offer":
-            if self.media is not None:
-                answer = await self.media.answer_offer(message["offer"])
-                await self.send("answer", negotiation=message["negotiation"], answer=answer)
-        elif kind == "media_lost":
-            # Our relay worker went away; negotiate again (keys and roster are unaffected).
-            self._say("the media relay restarted; reconnecting media")
-            await self._stop_media()
-            await self._publish()
-        elif kind == "room":
-            self._say("the host locked the room" if message.get("locked") else "the room is open")
-        elif kind == "ended":
-            self.ended = str(message.get("reason", "ended"))
-            self._say(f"the meeting has ended ({self.ended})")
-        elif kind == "kicked":
-            self.ended = "kicked"
-            self._say("the host removed you from the meeting")
-        elif kind == "notice":
-            # Something the host should know (e.g. someone presented a used link); the
-            # meeting goes on.
-            self._say(f"notice: {message.get('message', message.get('code'))}")
-        elif kind == "warning":
-            self._say(f"warning: {message.get('message', message.get('code'))}")
-            if message.get("code") == "relay_unavailable" and self._options.enabled:
-                self._retry_publish()
-        elif kind == "error":
-            code = str(message.get("code", "error"))
-            text = str(message.get("message", "refused"))
-            if self.welcome is not None and code in ("bad_resume", "room_ended"):
-                self.ended = text
-                self._say(text)
-                return
-            if self.welcome is not None and code == "resume_too_soon":
-                # The token is still good; the reconnect loop waits and tries again.
-                self._say(text)
-                return
-            raise Refused(code, text)
-        elif kind != "pong":
-            raise ProtocolError(f"Unexpected message from the server: {kind!r}.")
+    async def _on_text(self, text: str) -> None:
+        # Sized by the websocket's own limit: a large room's roster may outgrow the envelope.
+        try:
+            message = parse(text, TO_CLIENT, max_bytes=WIRE_LIMIT)
+        except ProtocolError as err:
+            raise ProtocolError(f"The server sent a malformed message: {err}") from None
+        await self.handlers[message["type"]](message)
 
     async def _on_welcome(self, message: dict[str, Any]) -> None:
         room = message["room"]
@@ -250,23 +207,77 @@ class ClientSession:
         self._resume = Secret(message["resume_token"])
         self.welcome = Welcome(
             participant_id=message["participant_id"],
-            sender_index=int(message["sender_index"]),
+            sender_index=message["sender_index"],
             name=message["name"],
             role=message["role"],
             room_id=room["id"],
             topic=room["topic"],
         )
         if first:
-            self._say(
-                f'joined "{room["topic"]}" as {message["name"]} ({message["role"]}); '
-                f"participant {message['participant_id']}"
+            self.presenter.joined(
+                room["topic"], self.welcome.name, self.welcome.role, self.welcome.participant_id
             )
         else:
-            self._say("rejoined")
-        self.admitted = bool(message.get("admitted", True))
+            self.presenter.rejoined()
+        self.admitted = message["admitted"]
         if self.admitted:
             await self._start_meeting()
             await self._on_roster(message["roster"])
+
+    async def _on_admitted(self, message: dict[str, Any]) -> None:
+        self.presenter.let_in()
+        self.admitted = True
+        await self._start_meeting()
+        await self._on_roster(message["roster"])
+
+    async def _on_roster_message(self, message: dict[str, Any]) -> None:
+        await self._on_roster(message["roster"])
+
+    async def _on_key(self, message: dict[str, Any]) -> None:
+        if self.keyring is not None:
+            self.keyring.on_key(message["from"], message["payload"])
+
+    async def _on_answer(self, message: dict[str, Any]) -> None:
+        if self.media is not None:
+            with _usable_description():
+                await self.media.accept_answer(message["answer"])
+            self._publish_attempts = 0
+
+    async def _on_offer(self, message: dict[str, Any]) -> None:
+        if self.media is not None:
+            with _usable_description():
+                answer = await self.media.answer_offer(message["offer"])
+            await self.send("answer", negotiation=message["negotiation"], answer=answer)
+
+    async def _on_media_lost(self, message: dict[str, Any]) -> None:
+        # Our relay worker went away; negotiate again (keys and roster are unaffected).
+        self.presenter.media_restarted()
+        await self._stop_media()
+        await self._publish()
+
+    async def _on_warning(self, message: dict[str, Any]) -> None:
+        self.presenter.warning(message["message"])
+        if message["code"] == "relay_unavailable" and self._options.enabled:
+            self._retry_publish()
+
+    async def _on_ended(self, message: dict[str, Any]) -> None:
+        self.ended = message["reason"]
+        self.presenter.ended(message["reason"])
+
+    async def _on_kicked(self, message: dict[str, Any]) -> None:
+        self.ended = "kicked"
+        self.presenter.kicked()
+
+    async def _on_error(self, message: dict[str, Any]) -> None:
+        code, text = message["code"], message["message"]
+        if self.welcome is not None and code in ("bad_resume", "room_ended"):
+            self.ended = text
+            self.presenter.server_said(text)
+        elif self.welcome is not None and code == "resume_too_soon":
+            # The token is still good; the reconnect loop waits and tries again.
+            self.presenter.server_said(text)
+        else:
+            raise RefusedByServer(code, text)
 
     async def _start_meeting(self) -> None:
         """Once admitted: announce keys, then publish media."""
@@ -291,7 +302,7 @@ class ClientSession:
             return
         self._publish_attempts += 1
         if self._publish_attempts > PUBLISH_ATTEMPTS:
-            self._say("no media relay is available; staying in the meeting without media")
+            self.presenter.no_relay()
             return
         delay = min(2.0 * self._publish_attempts, 10.0)
 
@@ -316,12 +327,8 @@ class ClientSession:
             await self.send("publish", offer=await self.media.offer())
 
     async def _on_roster(self, roster: list[dict[str, Any]]) -> None:
-        changed = [e["participant_id"] for e in roster] != [
-            e["participant_id"] for e in self._roster
-        ]
         self._roster = roster
-        if changed:
-            self._say(f"roster: {describe_roster(roster)}")
+        self.presenter.roster(roster)
         if self.keyring is None:
             return
         try:
@@ -333,19 +340,19 @@ class ClientSession:
             raise
         for out in outgoing:
             await self.send("key", to=out.to, payload=out.payload)
-        line = _code_line(self.keyring.view)
-        if line != self._code:
-            code = self.keyring.view.code
-            if code is not None and code != self._last_code and self._last_code is not None:
-                # Someone came or went, or their keys changed: the earlier comparison no
-                # longer vouches for this roster.
-                self._say("the security code changed: compare it with the others again")
-            if code is not None:
-                self._last_code = code
-            self._code = line
-            self._say(line)
+        self.presenter.security_code(self.keyring.view)
 
     async def _stop_media(self) -> None:
         if self.media is not None:
             media, self.media = self.media, None
             await media.close()
+
+
+@contextlib.contextmanager
+def _usable_description() -> Iterator[None]:
+    """A session description from the hub that the peer connection cannot use is the
+    server's fault, said as such rather than as a crash."""
+    try:
+        yield
+    except ValueError as exc:
+        raise ProtocolError(f"The server sent an unusable session description ({exc}).") from None

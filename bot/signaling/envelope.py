@@ -16,6 +16,8 @@ from aiohttp import WSMessage, WSMsgType
 from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
 
 MAX_MESSAGE_BYTES: Final = 64 * 1024
+# aiohttp drops anything this big before it reaches us; below it we answer with our own error.
+WIRE_LIMIT: Final = 4 * MAX_MESSAGE_BYTES
 # docs/PROTOCOL.md's version: every hello names it, and the hub speaks only this one.
 PROTOCOL_VERSION: Final = 2
 _MAX_TYPE_LENGTH: Final = 32
@@ -25,11 +27,13 @@ def encode(kind: str, **fields: Any) -> str:
     return json.dumps({"type": kind, **fields}, separators=(",", ":"))
 
 
-def decode(raw: str | bytes, accepted: Collection[str]) -> dict[str, Any]:
+def decode(
+    raw: str | bytes, accepted: Collection[str], *, max_bytes: int = MAX_MESSAGE_BYTES
+) -> dict[str, Any]:
     """Parse one message whose type must be in ``accepted``; ProtocolError otherwise."""
     size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
-    if size > MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(size, MAX_MESSAGE_BYTES)
+    if size > max_bytes:
+        raise MessageTooLarge(size, max_bytes)
     try:
         message = json.loads(raw)
     except (ValueError, RecursionError):

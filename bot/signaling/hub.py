@@ -2,32 +2,38 @@
 
 A connection must open with ``hello`` carrying an invite (``{"room", "invite"}``) or a resume
 token (``{"resume"}``); it is answered with ``welcome`` or an ``error`` naming why not, after
-which the connection is closed. Guests of a room with a lobby wait until the host admits them.
-Admitted participants see the roster, exchange opaque key messages addressed to one
-recipient, and negotiate media with the room's relay worker through the hub. ``error`` always
-closes the connection; ``warning`` reports a refused request and keeps it open.
+which the connection is closed (``admission.py``). Guests of a room with a lobby wait until the
+host admits them. Admitted participants see the roster, exchange opaque key messages addressed
+to one recipient, and negotiate media with the room's relay worker through the hub
+(``broker.py``). ``error`` always closes the connection; ``warning`` reports a refused request
+and keeps it open. Every message is checked against its definition in ``messages.py``.
 
 Everything sent to a connection goes through its own bounded queue (``outbox.py``): a
 participant who stops reading is cut off, and slows nobody else, not even the host's kick.
+
+The hub hears the core's events through ``on_event`` and the relay's through ``media``; the
+composition root (``bot/bootstrap.py``) subscribes them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from bot.core.events import Event, LinkReused, ParticipantKicked, RoomEnded, RoomLockChanged
+from bot.config import SignalingSettings
+from bot.core.events import Event, LinkReused, MeetingEnded, ParticipantKicked, RoomLockChanged
 from bot.core.models import Admission, Room
 from bot.core.service import MeetingService
 from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
 from bot.errors import ConclaveError, ProtocolError
 from bot.signaling.admission import Admissions
+from bot.signaling.broker import MediaBroker
 from bot.signaling.closing import (
     CLOSE_ENDED,
     CLOSE_KICKED,
@@ -35,19 +41,20 @@ from bot.signaling.closing import (
     CLOSE_RATE,
     CLOSE_REFUSED,
     CLOSE_REPLACED,
+    Declined,
+    RateLimited,
     refuse,
 )
-from bot.signaling.envelope import MAX_MESSAGE_BYTES, decode_frame, encode, text_field
+from bot.signaling.envelope import WIRE_LIMIT, decode_frame
+from bot.signaling.messages import SESSION, to_client
 from bot.signaling.outbox import Outbox
 from bot.signaling.ratelimit import TokenBucket
-from bot.signaling.relay_port import MediaRelay, RelayUnavailable
-from bot.signaling.room import Arrival, Connection, LiveRoom
+from bot.signaling.relay_port import MediaRelay
+from bot.signaling.room import Arrival, Connection, LiveRoom, member
 
 log = logging.getLogger(__name__)
 
-# aiohttp drops anything this big before it reaches us; below it we answer with our own error.
-WIRE_LIMIT = 4 * MAX_MESSAGE_BYTES
-# The close codes belong to the hub's interface, whichever module defines them.
+# The close codes and the wire limit belong to the hub's interface, wherever defined.
 __all__ = [
     "CLOSE_ENDED",
     "CLOSE_KICKED",
@@ -59,41 +66,7 @@ __all__ = [
     "Hub",
 ]
 
-MAX_SDP = 60_000
-OFFER_HOLD_SECONDS = 10.0
-MAX_KEY_PAYLOAD = 16_384
-
-LOBBY_TYPES = frozenset({"ping", "bye"})
-SESSION_TYPES = frozenset(
-    {"ping", "bye", "keys", "key", "publish", "answer", "admit", "kick", "lock", "unlock", "end"}
-)
-
-
-class RateLimited(ProtocolError):
-    code = "rate_limited"
-
-    def __init__(self) -> None:
-        super().__init__("Too many messages; slow down.")
-
-
-class Refusal(ConclaveError):
-    """A request the hub declines without closing the connection (sent as ``warning``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _sdp(message: dict[str, Any], name: str, kind: str) -> dict[str, Any]:
-    value = message.get(name)
-    if (
-        not isinstance(value, dict)
-        or value.get("type") != kind
-        or not isinstance(value.get("sdp"), str)
-        or len(value["sdp"]) > MAX_SDP
-    ):
-        raise ProtocolError(f"Field {name!r} must be an SDP {kind}.")
-    return {"type": kind, "sdp": value["sdp"]}
+Handler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
 
 
 def _room_info(room: Room) -> dict[str, Any]:
@@ -104,44 +77,33 @@ class Hub:
     def __init__(
         self,
         service: MeetingService,
-        hello_timeout: float,
+        settings: SignalingSettings,
         *,
         relay: MediaRelay | None = None,
-        max_participants: int = 50,
-        rate_limit: float = 50.0,
-        rate_burst: float = 200.0,
-        send_timeout: float = 5.0,
-        send_queue_bytes: int = 1 << 20,
-        unauthenticated_per_address: int = 20,
     ) -> None:
         self._service = service
-        self._relay = relay
-        self._rate = (rate_limit, rate_burst)
-        self._send_timeout = send_timeout
-        self._send_queue_bytes = send_queue_bytes
+        self._settings = settings
         self._rooms: dict[str, LiveRoom] = {}
-        self._admissions = Admissions(
-            service,
-            self._rooms,
-            hello_timeout=hello_timeout,
-            max_participants=max_participants,
-            unauthenticated_per_address=unauthenticated_per_address,
-        )
-        service.events.subscribe(self.on_event)
-        if relay is not None:
-            relay.on_offer(self._relay_offer)
-            relay.on_lost(self._relay_lost)
-        self._handlers: dict[str, Callable[[Connection, dict[str, Any]], Awaitable[None]]] = {
+        self._admissions = Admissions(service, self._rooms, settings)
+        self.media = MediaBroker(relay, self._rooms)
+        # One handler per message a connection may send after its hello ("bye" ends it).
+        self.message_handlers: dict[str, Handler] = {
             "ping": self._ping,
             "keys": self._keys,
             "key": self._key,
-            "publish": self._publish,
-            "answer": self._answer,
-            "admit": self._admit_guest,
+            "publish": self.media.publish,
+            "answer": self.media.answer,
+            "admit": self._admit,
             "kick": self._kick,
             "lock": self._room_control,
             "unlock": self._room_control,
             "end": self._room_control,
+        }
+        self.event_handlers: dict[type[Any], Callable[[Any], Awaitable[None]]] = {
+            MeetingEnded: self._room_ended,
+            RoomLockChanged: self._lock_changed,
+            ParticipantKicked: self._kicked,
+            LinkReused: self._link_reused,
         }
 
     def roster(self, room_id: str) -> list[dict[str, Any]]:
@@ -158,10 +120,11 @@ class Hub:
                 outbox = Outbox(
                     request,
                     ws,
-                    max_bytes=self._send_queue_bytes,
-                    send_timeout=self._send_timeout,
+                    max_bytes=self._settings.send_queue_bytes,
+                    send_timeout=self._settings.send_timeout,
                 )
-                conn = await self._admit(ws, outbox)
+                enter = functools.partial(self._enter, ws, outbox)
+                conn = await self._admissions.admit(ws, outbox, enter)
             if conn is not None:
                 await self._session(conn)
         finally:
@@ -171,14 +134,22 @@ class Hub:
                 await outbox.finish()
         return ws
 
-    # --- phases of a connection ---------------------------------------------------------
+    async def on_event(self, event: Event) -> None:
+        handler = self.event_handlers.get(type(event))
+        if handler is not None:
+            await handler(event)
 
-    async def _admit(self, ws: web.WebSocketResponse, outbox: Outbox) -> Connection | None:
-        with self._admissions.arrival() as arrival:
-            admission = await self._admissions.hello(ws, outbox, arrival)
-            if admission is None:
-                return None
-            return await self._enter(ws, outbox, admission, arrival)
+    async def close_all(self) -> None:
+        conns = [conn for live in self._rooms.values() for conn in live.members.values()]
+        self._rooms.clear()
+        for conn in conns:
+            conn.outbox.close(WSCloseCode.GOING_AWAY, b"server shutdown")
+        await asyncio.gather(*(conn.outbox.finish() for conn in conns))
+
+    def _bucket(self) -> TokenBucket:
+        return TokenBucket(self._settings.rate_limit, self._settings.rate_burst)
+
+    # --- phases of a connection ---------------------------------------------------------
 
     async def _enter(
         self, ws: web.WebSocketResponse, outbox: Outbox, admission: Admission, arrival: Arrival
@@ -189,29 +160,28 @@ class Hub:
             refuse(outbox, arrival.gone, CLOSE_REFUSED)
             return None
         p = admission.participant
-        room = admission.room
         outbox.who = p.id
-        conn = Connection(ws=ws, outbox=outbox, participant=p, bucket=TokenBucket(*self._rate))
+        conn = Connection(ws=ws, outbox=outbox, participant=p, bucket=self._bucket())
         live = self._rooms.setdefault(p.room_id, LiveRoom())
         previous = live.members.get(p.id)
         if previous is not None:
             # A resumed session supersedes a connection that has not noticed it is dead.
-            replaced = encode("error", code="replaced", message="Rejoined elsewhere.")
+            replaced = to_client("error", code="replaced", message="Rejoined elsewhere.")
             previous.outbox.close(CLOSE_REPLACED, b"replaced", replaced)
         live.members[p.id] = conn
         conn.keys = live.keys.get(p.id)
-        conn.admitted = not room.lobby or conn.is_host or p.id in live.admitted_ids
+        conn.admitted = not admission.room.lobby or conn.is_host or p.id in live.admitted_ids
         if conn.admitted:
             live.admitted_ids.add(p.id)
-        await conn.send(
-            encode(
+        outbox.put(
+            to_client(
                 "welcome",
                 participant_id=p.id,
                 sender_index=p.sender_index,
                 name=p.display_name,
                 role=p.role.value,
                 admitted=conn.admitted,
-                room=_room_info(room),
+                room=_room_info(admission.room),
                 roster=live.roster() if conn.admitted else [],
                 resume_token=admission.resume_token.reveal(),
             )
@@ -223,12 +193,12 @@ class Hub:
             "" if conn.admitted else " (lobby)",
         )
         if conn.admitted:
-            await self._broadcast_roster(p.room_id)
+            live.broadcast_roster()
         else:
-            await conn.send(encode("lobby", message="Waiting for the host to let you in."))
+            outbox.put(to_client("lobby", message="Waiting for the host to let you in."))
         if not conn.admitted or conn.is_host:
             # A host arriving after its guests must learn who is already waiting.
-            await self._announce_lobby(p.room_id)
+            live.announce_lobby()
         return conn
 
     async def _session(self, conn: Connection) -> None:
@@ -238,16 +208,15 @@ class Hub:
             try:
                 if not conn.bucket.take():
                     raise RateLimited()
-                message = decode_frame(msg, SESSION_TYPES)
+                message = decode_frame(msg, SESSION)
                 if message is None:
                     return
-                if not conn.admitted and message["type"] not in LOBBY_TYPES:
-                    raise Refusal("in_lobby", "You are still waiting in the lobby.")
-                if message["type"] == "bye":
+                kind = SESSION[message["type"]]
+                if not conn.admitted and not kind.in_lobby:
+                    raise Declined("in_lobby", "You are still waiting in the lobby.")
+                if kind.type == "bye":
                     return  # the caller leaves the room first, then closes
-                await self._handlers[message["type"]](conn, message)
-            except Refusal as refusal:
-                await conn.send(encode("warning", code=refusal.code, message=str(refusal)))
+                await self.message_handlers[kind.type](conn, kind.check(message))
             except RateLimited as err:
                 refuse(conn.outbox, err, CLOSE_RATE)
                 return
@@ -255,7 +224,8 @@ class Hub:
                 refuse(conn.outbox, err, CLOSE_PROTOCOL)
                 return
             except ConclaveError as err:
-                await conn.send(encode("warning", code=err.code, message=str(err)))
+                # A Declined request, or one the service refused: the connection stays.
+                await conn.send(to_client("warning", code=err.code, message=str(err)))
 
     async def _leave(self, conn: Connection) -> None:
         """Take ``conn`` out of its room and tell the others; the first call does, later ones
@@ -270,21 +240,19 @@ class Hub:
         log.info("participant %s left room %s", conn.id, room_id)
         # Told before the relay is, so the others start replacing their keys at once.
         if conn.admitted:
-            await self._broadcast_roster(room_id)
+            live.broadcast_roster()
         else:
-            await self._announce_lobby(room_id)
-        if conn.published and self._relay is not None:
-            with contextlib.suppress(ConclaveError):
-                await self._relay.leave(room_id, conn.id)
+            live.announce_lobby()
+        await self.media.left(conn)
 
     # --- messages --------------------------------------------------------------------------
 
     async def _ping(self, conn: Connection, message: dict[str, Any]) -> None:
-        await conn.send(encode("pong"))
+        await conn.send(to_client("pong"))
 
     async def _keys(self, conn: Connection, message: dict[str, Any]) -> None:
         if conn.announced:
-            raise Refusal("keys_fixed", "This connection's public keys are already announced.")
+            raise Declined("keys_fixed", "This connection's public keys are already announced.")
         # Parsed and verified exactly as the clients will, so nobody can announce keys that the
         # others' clients choke on or refuse: signed for this connection's room and participant.
         try:
@@ -305,80 +273,40 @@ class Hub:
             # new keys for a participant only after it has left the roster (anything else is a
             # server swapping keys), so the roster shows it leave first; the code changes.
             without = [e for e in live.roster() if e["participant_id"] != p.id]
-            await self._broadcast(p.room_id, encode("roster", roster=without))
+            live.broadcast(to_client("roster", roster=without))
         live.keys[p.id] = conn.keys = keys
-        await self._broadcast_roster(p.room_id)
+        live.broadcast_roster()
 
     async def _key(self, conn: Connection, message: dict[str, Any]) -> None:
         # The hub routes key messages by their envelope and never looks inside the payload.
-        to = text_field(message, "to", max_length=64)
-        payload = text_field(message, "payload", max_length=MAX_KEY_PAYLOAD)
-        live = self._rooms.get(conn.participant.room_id)
-        target = None if live is None else live.members.get(to)
+        to = message["to"]
+        target = member(self._rooms, conn.participant.room_id, to)
         if target is None or not target.admitted or target is conn:
-            raise Refusal("undeliverable", f"{to} is not in this meeting.")
-        await target.send(encode("key", **{"from": conn.id, "payload": payload}))
+            raise Declined("undeliverable", f"{to} is not in this meeting.")
+        await target.send(to_client("key", **{"from": conn.id, "payload": message["payload"]}))
 
-    async def _publish(self, conn: Connection, message: dict[str, Any]) -> None:
-        offer = _sdp(message, "offer", "offer")
-        if self._relay is None:
-            raise RelayUnavailable("This server runs without a media relay.")
-        if conn.published:
-            raise Refusal("already_published", "Media is already negotiated on this connection.")
-        conn.published = True
-        try:
-            answer = await self._relay.join(conn.participant.room_id, conn.id, offer)
-        except BaseException:
-            conn.published = False
-            raise
-        await conn.send(encode("answer", answer=answer))
-        conn.answered.set()
-
-    async def _answer(self, conn: Connection, message: dict[str, Any]) -> None:
-        answer = _sdp(message, "answer", "answer")
-        negotiation = message.get("negotiation")
-        if not isinstance(negotiation, int) or isinstance(negotiation, bool):
-            raise ProtocolError("Field 'negotiation' must be an integer.")
-        if self._relay is None or not conn.published:
-            raise Refusal("no_negotiation", "There is no media negotiation to answer.")
-        await self._relay.answer(conn.participant.room_id, conn.id, negotiation, answer)
-
-    async def _relay_offer(
-        self, room_id: str, participant_id: str, negotiation: int, offer: dict[str, Any]
-    ) -> None:
+    async def _admit(self, conn: Connection, message: dict[str, Any]) -> None:
+        """The host lets a guest in from the lobby; the service checks it and puts it on
+        record, the hub lets the guest's connection in."""
+        room_id = conn.participant.room_id
+        target_id = message["participant"]
+        waiting = [c.id for c in self._rooms[room_id].waiting()]
+        await self._service.admit(conn.id, target_id, waiting)
         live = self._rooms.get(room_id)
-        conn = None if live is None else live.members.get(participant_id)
-        if conn is None or not conn.published:
+        if live is None:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(conn.answered.wait(), OFFER_HOLD_SECONDS)
-        await conn.send(encode("offer", negotiation=negotiation, offer=offer))
-
-    async def _relay_lost(self, room_id: str) -> None:
-        """The room's worker died: every client negotiates afresh (the pool picks a live one)."""
-        live = self._rooms.get(room_id)
-        for conn in [] if live is None else live.admitted():
-            if conn.published:
-                conn.published = False
-                conn.answered.clear()
-                await conn.send(encode("media_lost", message="The media relay restarted."))
-
-    async def _admit_guest(self, conn: Connection, message: dict[str, Any]) -> None:
-        await self._service.host_of(conn.id)
-        target_id = text_field(message, "participant", max_length=64)
-        live = self._rooms[conn.participant.room_id]
+        # Admitted for good, also if its connection dropped while this was being recorded.
+        live.admitted_ids.add(target_id)
         target = live.members.get(target_id)
         if target is None or target.admitted:
-            raise Refusal("not_waiting", "Nobody by that id is waiting in the lobby.")
+            return
         target.admitted = True
-        live.admitted_ids.add(target.id)
-        await target.send(encode("admitted", roster=live.roster()))
-        await self._broadcast_roster(conn.participant.room_id)
-        await self._announce_lobby(conn.participant.room_id)
+        target.outbox.put(to_client("admitted", roster=live.roster()))
+        live.broadcast_roster()
+        live.announce_lobby()
 
     async def _kick(self, conn: Connection, message: dict[str, Any]) -> None:
-        target = text_field(message, "participant", max_length=64)
-        await self._service.kick(conn.id, target)
+        await self._service.kick(conn.id, message["participant"])
 
     async def _room_control(self, conn: Connection, message: dict[str, Any]) -> None:
         """lock, unlock or end, as the host's chat identity would from a slash command."""
@@ -390,67 +318,36 @@ class Hub:
         }[message["type"]]
         await action(actor, room.id)
 
-    # --- helpers ---------------------------------------------------------------------------
+    # --- the core's events -----------------------------------------------------------------
 
-    async def _broadcast(self, room_id: str, text: str, *, admitted_only: bool = True) -> None:
-        live = self._rooms.get(room_id)
-        if live is None:
-            return
-        for conn in live.admitted() if admitted_only else list(live.members.values()):
-            conn.outbox.put(text)
+    async def _room_ended(self, event: MeetingEnded) -> None:
+        live = self._rooms.pop(event.room_id, None)
+        self._admissions.room_ended(event.room_id)
+        ended = to_client("ended", reason=event.reason)
+        for conn in [] if live is None else list(live.members.values()):
+            conn.outbox.close(CLOSE_ENDED, b"ended", ended)
+        await self.media.room_ended(event.room_id)
 
-    async def _broadcast_roster(self, room_id: str) -> None:
-        await self._broadcast(room_id, encode("roster", roster=self.roster(room_id)))
+    async def _lock_changed(self, event: RoomLockChanged) -> None:
+        live = self._rooms.get(event.room_id)
+        if live is not None:
+            live.broadcast(to_client("room", locked=event.locked))
 
-    async def _announce_lobby(self, room_id: str) -> None:
-        live = self._rooms.get(room_id)
-        if live is None:
-            return
-        waiting = [
-            {"participant_id": c.id, "name": c.participant.display_name} for c in live.waiting()
-        ]
-        text = encode("lobby_waiting", waiting=waiting)
-        for host in live.hosts():
-            host.outbox.put(text)
+    async def _kicked(self, event: ParticipantKicked) -> None:
+        self._admissions.participant_kicked(event.participant_id)
+        live = self._rooms.get(event.room_id)
+        if live is not None:
+            live.admitted_ids.discard(event.participant_id)
+        conn = member(self._rooms, event.room_id, event.participant_id)
+        if conn is not None:
+            kicked = to_client("kicked", message="The host removed you from the meeting.")
+            conn.outbox.close(CLOSE_KICKED, b"kicked", kicked)
+            # Out of the room now, not when its socket gets round to closing.
+            await self._leave(conn)
 
-    async def on_event(self, event: Event) -> None:
-        if isinstance(event, RoomEnded):
-            live = self._rooms.pop(event.room_id, None)
-            self._admissions.room_ended(event.room_id)
-            ended = encode("ended", reason=event.reason)
-            for member in [] if live is None else list(live.members.values()):
-                member.outbox.close(CLOSE_ENDED, b"ended", ended)
-            if self._relay is not None:
-                with contextlib.suppress(ConclaveError):
-                    await self._relay.close_room(event.room_id)
-        elif isinstance(event, RoomLockChanged):
-            await self._broadcast(event.room_id, encode("room", locked=event.locked))
-        elif isinstance(event, ParticipantKicked):
-            self._admissions.participant_kicked(event.participant_id)
-            live = self._rooms.get(event.room_id)
-            conn = None if live is None else live.members.get(event.participant_id)
-            if live is not None:
-                live.admitted_ids.discard(event.participant_id)
-            if conn is not None:
-                kicked = encode("kicked", message="The host removed you from the meeting.")
-                conn.outbox.close(CLOSE_KICKED, b"kicked", kicked)
-                # Out of the room now, not when its socket gets round to closing.
-                await self._leave(conn)
-        elif isinstance(event, LinkReused):
-            # The host learns, in the meeting, who joined with a link that came back.
-            live = self._rooms.get(event.room_id)
-            notice = encode(
-                "notice",
-                code="link_reused",
-                participant=event.participant_id,
-                message=event.message,
-            )
-            for host in [] if live is None else live.hosts():
-                await host.send(notice)
-
-    async def close_all(self) -> None:
-        conns = [conn for live in self._rooms.values() for conn in live.members.values()]
-        self._rooms.clear()
-        for conn in conns:
-            conn.outbox.close(WSCloseCode.GOING_AWAY, b"server shutdown")
-        await asyncio.gather(*(conn.outbox.finish() for conn in conns))
+    async def _link_reused(self, event: LinkReused) -> None:
+        # The host learns, in the meeting, who joined with a link that came back.
+        live = self._rooms.get(event.room_id)
+        if live is not None:
+            pid, text = event.participant_id, event.message
+            live.tell_hosts(to_client("notice", code="link_reused", participant=pid, message=text))

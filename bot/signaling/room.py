@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiohttp import web
 
 from bot.core.models import Participant, Role
 from bot.errors import BadResumeToken, ConclaveError, RoomEnded
+from bot.signaling.messages import to_client
 from bot.signaling.outbox import Outbox
 from bot.signaling.ratelimit import TokenBucket
 
@@ -18,7 +20,7 @@ from bot.signaling.ratelimit import TokenBucket
 class Arrival:
     """A hello being admitted. It hears of a kick or the end of the meeting that happens while
     the service is still checking it, so that a resume in flight cannot install a connection
-    for a participant who is already gone; once its room is known it holds a seat there."""
+    for a participant who is already gone."""
 
     room_id: str | None = None
     participant_id: str | None = None
@@ -108,3 +110,27 @@ class LiveRoom:
 
     def hosts(self) -> list[Connection]:
         return [c for c in self.admitted() if c.is_host]
+
+    def broadcast(self, text: str) -> None:
+        """To everyone admitted; nobody waiting in the lobby hears the room."""
+        for conn in self.admitted():
+            conn.outbox.put(text)
+
+    def broadcast_roster(self) -> None:
+        self.broadcast(to_client("roster", roster=self.roster()))
+
+    def tell_hosts(self, text: str) -> None:
+        for host in self.hosts():
+            host.outbox.put(text)
+
+    def announce_lobby(self) -> None:
+        """Who waits, to the hosts: sent whenever it changes."""
+        waiting = [
+            {"participant_id": c.id, "name": c.participant.display_name} for c in self.waiting()
+        ]
+        self.tell_hosts(to_client("lobby_waiting", waiting=waiting))
+
+
+def member(rooms: Mapping[str, LiveRoom], room_id: str, participant_id: str) -> Connection | None:
+    live = rooms.get(room_id)
+    return None if live is None else live.members.get(participant_id)

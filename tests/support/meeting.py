@@ -28,6 +28,7 @@ from tests.support.server import (
     expect_refused,
     hello_invite,
     receive_json,
+    receive_until,
 )
 
 
@@ -105,6 +106,20 @@ class Peer:
         """Ping; everything received before the pong (which shows the connection is alive)."""
         await self.send("ping")
         return (await collect_until(self.ws, "pong"))[:-1]
+
+    async def until(
+        self, kind: str, match: Callable[[dict[str, Any]], bool] = lambda m: True
+    ) -> dict[str, Any]:
+        """Skip messages until one of type ``kind`` that ``match`` accepts."""
+        return await receive_until(self.ws, kind, match)
+
+    async def warned(self, code: str) -> dict[str, Any]:
+        """The next warning names ``code``; the connection stays open (a ping is answered)."""
+        warning = await self.until("warning")
+        assert warning["code"] == code, warning
+        assert isinstance(warning["message"], str) and warning["message"]
+        await self.ping()
+        return warning
 
 
 async def connect(
