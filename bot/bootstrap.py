@@ -103,7 +103,6 @@ class Application:
         self._workers = LocalWorkers(
             count,
             self.settings.server.local_url,
-            self.relay_secret,
             local_worker_env(self.settings, self.relay_secret),
         )
         await self._workers.start()

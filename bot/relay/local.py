@@ -11,8 +11,6 @@ import signal
 import sys
 import time
 
-from bot.secret import Secret
-
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
@@ -35,14 +33,13 @@ class LocalWorkers:
         self,
         count: int,
         core_url: str,
-        secret: Secret,
         relay_env: dict[str, str],
     ) -> None:
-        """``relay_env``: the worker's settings as ``CONCLAVE_RELAY_*`` variables (it reads no
-        config file, so they come out exactly as this process resolved them)."""
+        """``relay_env``: the worker's settings, its secret included, as ``CONCLAVE_*``
+        variables (it reads no config file, so they come out exactly as this process resolved
+        them)."""
         self._count = count
         self._core_url = core_url
-        self._secret = secret
         self._relay_env = relay_env
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._supervisors: list[asyncio.Task[None]] = []
@@ -58,10 +55,11 @@ class LocalWorkers:
             self._supervisors.append(asyncio.create_task(self._supervise(index)))
 
     async def _spawn(self, index: int) -> None:
-        env = {**os.environ, **self._relay_env}
-        # The secret goes through the environment, never argv, which any local user can read.
-        env["CONCLAVE_RELAY_SECRET"] = self._secret.reveal()
-        env.pop("CONCLAVE_CONFIG", None)
+        # Only the relay's own settings: a worker has no business holding the chat tokens or
+        # anything else configured for the core. The secret goes through the environment,
+        # never argv, which any local user can read.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("CONCLAVE_")}
+        env = {**inherited, **self._relay_env}
         self._procs[index] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

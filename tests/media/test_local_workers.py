@@ -24,13 +24,27 @@ def alive(pid: int) -> bool:
     return True
 
 
-async def test_a_dead_worker_is_restarted_and_none_outlives_the_server(tmp_path: Path) -> None:
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if item)
+
+
+async def test_a_dead_worker_is_restarted_and_none_outlives_the_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Set for the core's process as an operator would; a worker must not inherit them.
+    monkeypatch.setenv("CONCLAVE_SLACK_BOT_TOKEN", "xoxb-for-the-core-only")
+    monkeypatch.setenv("CONCLAVE_STORAGE_PATH", str(tmp_path / "elsewhere.db"))
     env = {"CONCLAVE_RELAY_WORKERS": "1", "CONCLAVE_RELAY_HOST_ADDRESSES": "127.0.0.1"}
     async with serve(tmp_path, env=env) as server:
         pool, workers = server.app.relay_pool, server.app.local_workers
         assert pool is not None and workers is not None
         assert pool.worker_ids() == ["local-1"]  # start() waited for it
         (first,) = workers.pids()
+        worker_env = environ_of(first)
+        conclave = {k for k in worker_env if k.startswith("CONCLAVE_")}
+        assert "CONCLAVE_RELAY_SECRET" in conclave and "CONCLAVE_RELAY_HOST_ADDRESSES" in conclave
+        assert all(k.startswith(("CONCLAVE_RELAY_", "CONCLAVE_LOGGING_")) for k in conclave)
         os.kill(first, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while workers.restarts == 0 or pool.worker_ids() != ["local-1"]:
