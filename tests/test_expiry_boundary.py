@@ -1,7 +1,11 @@
 """Expiry is a closed boundary: at exactly ``expires_at`` an invite or a room is over, and one
-second before it is not. The clock is moved by hand; the store is real SQLite."""
+second before it is not. The clock is moved by hand; each test runs on real SQLite and on
+the in-memory store."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -9,11 +13,18 @@ from bot.core.models import CreatedRoom, InviteState, RoomState
 from bot.core.policy import MeetingPolicy
 from bot.core.service import MeetingService
 from bot.errors import InviteExpired, RoomEnded
-from bot.store.sqlite import SqliteStore
+from bot.store.base import Store
 from tests.support.fakes import FakeClock, user
+from tests.support.stores import STORES, each_store
 
 INVITE_TTL = 3600
 ROOM_TTL = 4 * 3600  # longer than an invite, so each expiry is seen on its own
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with each_store(request, tmp_path) as s:
+        yield s
 
 
 @pytest.fixture
@@ -46,7 +57,7 @@ async def test_an_invite_is_accepted_one_second_before_it_expires(
 
 
 async def test_an_invite_is_refused_at_exactly_its_expiry(
-    service: MeetingService, store: SqliteStore, clock: FakeClock, made: CreatedRoom
+    service: MeetingService, store: Store, clock: FakeClock, made: CreatedRoom
 ) -> None:
     move_to(clock, made.invites[0].invite.expires_at)
     with pytest.raises(InviteExpired):
@@ -57,7 +68,7 @@ async def test_an_invite_is_refused_at_exactly_its_expiry(
 
 
 async def test_the_sweeper_expires_an_invite_at_exactly_its_expiry_not_before(
-    service: MeetingService, store: SqliteStore, clock: FakeClock, made: CreatedRoom
+    service: MeetingService, store: Store, clock: FakeClock, made: CreatedRoom
 ) -> None:
     ana = made.invites[0].invite
     move_to(clock, ana.expires_at - 1)
@@ -70,7 +81,7 @@ async def test_the_sweeper_expires_an_invite_at_exactly_its_expiry_not_before(
 
 
 async def test_a_room_works_one_second_before_it_expires(
-    service: MeetingService, store: SqliteStore, clock: FakeClock, made: CreatedRoom
+    service: MeetingService, store: Store, clock: FakeClock, made: CreatedRoom
 ) -> None:
     admitted = await service.redeem(made.room.id, credential(made))
     move_to(clock, made.room.expires_at - 1)
@@ -85,7 +96,7 @@ async def test_a_room_works_one_second_before_it_expires(
 
 
 async def test_a_room_is_over_at_exactly_its_expiry(
-    service: MeetingService, store: SqliteStore, clock: FakeClock, made: CreatedRoom
+    service: MeetingService, store: Store, clock: FakeClock, made: CreatedRoom
 ) -> None:
     admitted = await service.redeem(made.room.id, credential(made))
     move_to(clock, made.room.expires_at)
@@ -102,7 +113,7 @@ async def test_a_room_is_over_at_exactly_its_expiry(
 
 
 async def test_the_store_changes_a_room_one_second_before_expiry_and_not_at_it(
-    store: SqliteStore, made: CreatedRoom
+    store: Store, made: CreatedRoom
 ) -> None:
     # The store's own guard, for a room that expires between the service's check and the write.
     room_id, expires_at = made.room.id, made.room.expires_at

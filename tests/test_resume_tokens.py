@@ -5,6 +5,7 @@ the device its seat, and a client resuming in a loop (to churn the roster) is re
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -15,9 +16,18 @@ from bot.core.models import Admission, UserRef
 from bot.core.service import MeetingService
 from bot.errors import BadResumeToken, ConclaveError, ResumeTooSoon, RoomEnded
 from bot.signaling.hub import CLOSE_REFUSED
+from bot.store.base import Store
 from tests.support.fakes import FakeClock, user
 from tests.support.meeting import connect, credential, join, make_meeting, refused
 from tests.support.server import expect_refused, hello_resume, receive_json, serve
+from tests.support.stores import STORES, each_store
+
+
+@pytest.fixture(params=STORES)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The service-level tests run on each store; the over-the-wire ones serve SQLite."""
+    async with each_store(request, tmp_path) as s:
+        yield s
 
 
 async def admitted(service: MeetingService, host: UserRef, *guests: str) -> list[Admission]:

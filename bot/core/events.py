@@ -6,16 +6,19 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from bot.core.models import UserRef
+from bot.core.models import EndReason, UserRef
 from bot.errors import utc_minute
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class RoomEnded:
+class MeetingEnded:
+    """A room ended (not to be confused with the error ``bot.errors.RoomEnded``, which
+    refuses whoever comes to a room that has)."""
+
     room_id: str
-    reason: str  # "ended by host" or "expired"
+    reason: EndReason
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class LinkReused:
         )
 
 
-Event = RoomEnded | RoomLockChanged | ParticipantKicked | LinkReused
+Event = MeetingEnded | RoomLockChanged | ParticipantKicked | LinkReused
 Listener = Callable[[Event], Awaitable[None]]
 
 

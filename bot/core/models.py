@@ -1,11 +1,25 @@
-"""The records the core deals in. Plain frozen data; behaviour lives in the service."""
+"""The records the core deals in: frozen data, and the rules that judge them.
+
+Which admission error applies, and in which order, and which token a resume may use, are
+decided here, so that a store only loads records and writes conditionally (saying whether
+its write won), and every store gives the same answers.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hmac
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
+from bot.errors import (
+    BadInvite,
+    InviteAlreadyUsed,
+    InviteExpired,
+    InviteRevoked,
+    RoomEnded,
+    RoomLocked,
+)
 from bot.secret import Secret
 
 
@@ -30,6 +44,25 @@ class Role(StrEnum):
 class ParticipantState(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"
+
+
+class EndReason(StrEnum):
+    """Why a room ended; the value is what participants are told (the ``ended`` message)."""
+
+    BY_HOST = "ended by host"
+    EXPIRED = "expired"
+
+    @property
+    def invite_outcome(self) -> InviteState:
+        """What becomes of the room's outstanding invites: one that simply ran out of time
+        says so; every other is revoked."""
+        return InviteState.EXPIRED if self is EndReason.EXPIRED else InviteState.REVOKED
+
+
+# Invites a reissue may replace: those never used. The host's remedy for a stolen link may
+# replace a used one too (and removes whoever used it).
+UNUSED: Final = frozenset({InviteState.ISSUED, InviteState.EXPIRED})
+REPLACEABLE_BY_HOST: Final = UNUSED | {InviteState.REDEEMED}
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,13 @@ class Room:
     def is_hosted_by(self, user: UserRef) -> bool:
         return user.same_user(self.platform, self.workspace, self.host_user_id)
 
+    def check_joinable(self, now: float) -> None:
+        """Raise RoomEnded or RoomLocked if nobody new may join at ``now``."""
+        if self.is_over(now):
+            raise RoomEnded(self.id)
+        if self.state is RoomState.LOCKED:
+            raise RoomLocked(self.id)
+
 
 @dataclass(frozen=True)
 class Invite:
@@ -79,6 +119,35 @@ class Invite:
     expires_at: float
     redeemed_at: float | None = None
     secret_hash: bytes = field(default=b"", repr=False)
+
+    def check_redeemable(self, room: Room, secret_hash: bytes, now: float) -> None:
+        """Raise the admission error that applies to redeeming this invite, with a secret
+        hashing to ``secret_hash``, for a seat in ``room`` at ``now``.
+
+        The order is what people are told: a forgery learns nothing about the invite's state,
+        and the invitee hears about their own link before they hear about the room.
+        """
+        # Hash compared in constant time; an invite for another room is as bad as a forgery.
+        if not hmac.compare_digest(self.secret_hash, secret_hash) or self.room_id != room.id:
+            raise BadInvite()
+        if self.state is InviteState.REDEEMED:
+            raise InviteAlreadyUsed(self.id, self.redeemed_at)
+        if self.state is InviteState.REVOKED:
+            raise InviteRevoked(self.id)
+        if self.state is InviteState.EXPIRED or now >= self.expires_at:
+            raise InviteExpired(self.id)
+        room.check_joinable(now)
+
+    def seat(
+        self, participant_id: str, sender_index: int, resume_hash: bytes, now: float
+    ) -> Participant:
+        """The session this invite opens when it is redeemed at ``now``: its invitee, with
+        the invite's name and role."""
+        invitee = (self.user_id, self.display_name, self.role)
+        active = ParticipantState.ACTIVE
+        return Participant(
+            participant_id, self.room_id, self.id, *invitee, sender_index, active, now, resume_hash
+        )
 
 
 @dataclass(frozen=True)
@@ -104,6 +173,26 @@ class Participant:
     # The token the last resume was made with, kept until the token it handed out is used: that
     # welcome may never have reached the device, which then still holds only this one.
     prev_resume_hash: bytes | None = field(default=None, repr=False)
+
+    def holds_resume(self, presented_hash: bytes) -> bool:
+        """Whether ``presented_hash`` is this session's current resume token or the one
+        before it (compared in constant time)."""
+        hashes = (self.resume_hash, self.prev_resume_hash)
+        return any(h is not None and hmac.compare_digest(presented_hash, h) for h in hashes)
+
+    def rotated(self, presented_hash: bytes, new_hash: bytes) -> Participant | None:
+        """This session after a resume made with ``presented_hash`` that hands out
+        ``new_hash``; None if the session is not active or the token is not one it holds.
+
+        A resume with the current token kills the one before it. A resume with the previous
+        token (the welcome that carried the current one was lost) keeps the previous one and
+        replaces the current one, which nobody can have used.
+        """
+        if self.state is not ParticipantState.ACTIVE or not self.holds_resume(presented_hash):
+            return None
+        current = hmac.compare_digest(presented_hash, self.resume_hash)
+        previous = self.resume_hash if current else self.prev_resume_hash
+        return replace(self, resume_hash=new_hash, prev_resume_hash=previous)
 
 
 @dataclass(frozen=True)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 
 from bot.clock import Clock
-from bot.core.events import EventBus, ParticipantKicked, RoomEnded, RoomLockChanged
+from bot.core.admission import rotate_resume, spend_invite
+from bot.core.events import EventBus, MeetingEnded, ParticipantKicked, RoomLockChanged
 from bot.core.links import make_link, split_credential, split_resume_token
 from bot.core.models import (
+    REPLACEABLE_BY_HOST,
+    UNUSED,
     Admission,
     CreatedRoom,
+    EndReason,
     Invite,
     InviteState,
     IssuedInvite,
-    Participant,
     ParticipantState,
     Reissued,
     Role,
@@ -24,23 +27,21 @@ from bot.core.models import (
     RoomSummary,
     UserRef,
 )
-from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
+from bot.core.policy import MeetingPolicy
 from bot.core.reuse import ReuseReporter
 from bot.core.throttle import Throttle
-from bot.durations import format_duration
 from bot.errors import (
     BadResumeToken,
     CommandError,
     InviteAlreadyUsed,
+    InviteRevoked,
     NotHost,
     NotInvited,
+    NotWaiting,
     ResumeTooSoon,
-    TooManyInvitees,
+    RoomEnded,
     UnknownRoom,
     utc_minute,
-)
-from bot.errors import (
-    RoomEnded as RoomEndedError,
 )
 from bot.secret import Secret
 from bot.store.base import Store, SweepResult
@@ -50,7 +51,6 @@ from bot.tokens import (
     new_participant_id,
     new_room_id,
     new_secret,
-    secret_matches,
 )
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,6 @@ log = logging.getLogger(__name__)
 
 def _actor(user: UserRef) -> str:
     return f"{user.platform}:{user.workspace}:{user.user_id}"
-
-
-def _holds_resume(participant: Participant, secret: Secret) -> bool:
-    """Whether ``secret`` is the participant's current resume token or the previous one."""
-    hashes = (participant.resume_hash, participant.prev_resume_hash)
-    return any(h is not None and secret_matches(secret, h) for h in hashes)
 
 
 class MeetingService:
@@ -97,18 +91,8 @@ class MeetingService:
         lobby: bool = False,
         ttl: int | None = None,
     ) -> CreatedRoom:
-        ttl = self._policy.default_ttl if ttl is None else ttl
-        if ttl < MIN_TTL_SECONDS or ttl > self._policy.max_ttl:
-            raise CommandError(
-                f"A meeting can last from {format_duration(MIN_TTL_SECONDS)} to "
-                f"{format_duration(self._policy.max_ttl)}; {format_duration(ttl)} is out of range."
-            )
-        topic = " ".join(topic.split()) or self._policy.default_topic
-        if len(topic) > self._policy.max_topic_length:
-            raise CommandError(
-                f"The topic is {len(topic)} characters; the limit is "
-                f"{self._policy.max_topic_length}."
-            )
+        ttl = self._policy.meeting_ttl(ttl)
+        topic = self._policy.meeting_topic(topic)
         self._check_invitees(host, invitees)
         now = self._clock.now()
         room = Room(
@@ -148,7 +132,10 @@ class MeetingService:
             raise CommandError(f"Already invited to this meeting: {', '.join(already)}.")
         now = self._clock.now()
         issued = tuple(self._issue(room, user, Role.GUEST, now) for user in invitees)
-        await self._store.add_invites(room.id, [i.invite for i in issued], _actor(actor), now)
+        if not await self._store.add_invites(
+            room.id, [i.invite for i in issued], _actor(actor), now
+        ):
+            raise RoomEnded(room.id)  # ended since it was loaded
         return issued
 
     async def reissue(self, actor: UserRef, room_id: str) -> IssuedInvite:
@@ -162,7 +149,7 @@ class MeetingService:
         if room is None or (room.platform, room.workspace) != (actor.platform, actor.workspace):
             raise UnknownRoom(room_id)
         if room.is_over(self._clock.now()):
-            raise RoomEndedError(room.id)
+            raise RoomEnded(room.id)
         old = await self._current_invite(room, actor.user_id)
         if old is None:
             raise NotInvited(room.id)
@@ -203,8 +190,8 @@ class MeetingService:
     async def end(self, actor: UserRef, room_id: str) -> Room:
         room = await self._hosted_room(actor, room_id, "end")
         now = self._clock.now()
-        await self._store.end_room(room.id, _actor(actor), now, "ended by host")
-        await self.events.publish(RoomEnded(room.id, "ended by host"))
+        await self._store.end_room(room.id, _actor(actor), now, EndReason.BY_HOST)
+        await self.events.publish(MeetingEnded(room.id, EndReason.BY_HOST))
         return replace(room, state=RoomState.ENDED, ended_at=now)
 
     async def rooms_of(self, actor: UserRef) -> list[RoomSummary]:
@@ -218,13 +205,13 @@ class MeetingService:
         """Spend an invite (``<invite_id>.<secret>``) for a seat in ``room_id``."""
         invite_id, secret = split_credential(credential)
         resume_secret = new_secret()
-        participant_id = new_participant_id()
         try:
-            room, participant = await self._store.redeem_invite(
+            room, participant = await spend_invite(
+                self._store,
                 room_id,
                 invite_id,
                 hash_secret(secret),
-                participant_id,
+                new_participant_id(),
                 hash_secret(resume_secret),
                 self._clock.now(),
             )
@@ -244,12 +231,13 @@ class MeetingService:
         still works until the new one is used (its welcome may have been lost), so a token
         copied off a device dies once that device resumes with the token it was last given."""
         participant_id, secret = split_resume_token(token)
+        presented = hash_secret(secret)
         found = await self._store.find_session(participant_id)
-        if found is None or not _holds_resume(found[1], secret):
+        if found is None or not found[1].holds_resume(presented):
             raise BadResumeToken()
         room, participant = found
         if room.is_over(self._clock.now()):
-            raise RoomEndedError(room.id)
+            raise RoomEnded(room.id)
         if participant.state is not ParticipantState.ACTIVE:
             raise BadResumeToken()
         # Counted only once the token is proven, so nobody else can spend a participant's
@@ -258,11 +246,7 @@ class MeetingService:
         if wait > 0:
             raise ResumeTooSoon(wait)
         fresh = new_secret()
-        rotated = await self._store.rotate_resume(
-            participant.id, hash_secret(secret), hash_secret(fresh)
-        )
-        if rotated is None:
-            raise BadResumeToken()  # a kick, or a resume with the newer token, got there first
+        rotated = await rotate_resume(self._store, participant.id, presented, hash_secret(fresh))
         return Admission(
             room=room,
             participant=rotated,
@@ -280,7 +264,7 @@ class MeetingService:
         if participant.role is not Role.HOST or participant.state is not ParticipantState.ACTIVE:
             raise NotHost(room.id, "manage")
         if room.is_over(self._clock.now()):
-            raise RoomEndedError(room.id)
+            raise RoomEnded(room.id)
         actor = UserRef(
             room.platform, room.workspace, participant.user_id, participant.display_name
         )
@@ -301,12 +285,20 @@ class MeetingService:
         log.info("participant %s kicked from room %s", target_participant_id, room.id)
         await self.events.publish(ParticipantKicked(room.id, target_participant_id))
 
+    async def admit(self, host_id: str, target_id: str, waiting: Collection[str]) -> None:
+        """Let a guest out of the lobby (``waiting``: who is in it); on record, as a kick is."""
+        room, actor = await self.host_of(host_id)
+        if target_id not in waiting:
+            raise NotWaiting()
+        await self._store.record_admission(room.id, target_id, _actor(actor), self._clock.now())
+        log.info("participant %s admitted to room %s", target_id, room.id)
+
     # --- housekeeping --------------------------------------------------------------------
 
     async def sweep(self) -> SweepResult:
         result = await self._store.sweep(self._clock.now())
         for room_id in result.ended_rooms:
-            await self.events.publish(RoomEnded(room_id, "expired"))
+            await self.events.publish(MeetingEnded(room_id, EndReason.EXPIRED))
         if result.ended_rooms or result.expired_invites:
             log.info(
                 "sweeper expired %d rooms and %d invites",
@@ -354,23 +346,21 @@ class MeetingService:
         now = self._clock.now()
         invitee = UserRef(room.platform, room.workspace, old.user_id, old.display_name)
         fresh = self._issue(room, invitee, old.role, now)
-        kicked = await self._store.replace_invite(
-            old.id, fresh.invite, _actor(actor), now, spent=spent
+        replaceable = REPLACEABLE_BY_HOST if spent else UNUSED
+        done = await self._store.replace_invite(
+            old.id, replaceable, fresh.invite, _actor(actor), now
         )
-        return fresh, kicked
+        if done is None:  # it changed since it was loaded
+            raise InviteRevoked(old.id) if spent else InviteAlreadyUsed(old.id)
+        return fresh, done.kicked
 
     def _check_invitees(self, host: UserRef, invitees: Sequence[UserRef]) -> None:
-        if len(invitees) > self._policy.max_invitees:
-            raise TooManyInvitees(len(invitees), self._policy.max_invitees)
-        seen: set[str] = set()
-        for user in invitees:
-            if user.user_id == host.user_id:
-                raise CommandError(
-                    "You don't need to invite yourself: as the host you get your own link."
-                )
-            if user.user_id in seen:
-                raise CommandError(f"{user.display_name} is mentioned more than once.")
-            seen.add(user.user_id)
+        # Someone named twice is the grammar's to refuse: it is a slip in what was typed.
+        self._policy.check_invitee_count(len(invitees))
+        if any(user.user_id == host.user_id for user in invitees):
+            raise CommandError(
+                "You don't need to invite yourself: as the host you get your own link."
+            )
 
     async def _hosted_room(self, actor: UserRef, room_id: str, action: str) -> Room:
         room = await self._store.get_room(room_id)
@@ -380,7 +370,7 @@ class MeetingService:
         if not room.is_hosted_by(actor):
             raise NotHost(room.id, action)
         if room.is_over(self._clock.now()):
-            raise RoomEndedError(room.id)
+            raise RoomEnded(room.id)
         return room
 
     async def _set_lock(self, actor: UserRef, room_id: str, *, locked: bool) -> Room:
