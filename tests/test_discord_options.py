@@ -7,7 +7,7 @@ from bot.commands import grammar
 
 
 def parse(text: str) -> grammar.Command:
-    return grammar.parse(text, max_invitees=25)
+    return grammar.parse(text)
 
 
 def test_create_keeps_topic_words_together_and_options_apart() -> None:

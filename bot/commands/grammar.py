@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from bot.core.links import is_id
 from bot.durations import parse_duration
-from bot.errors import CommandError, TooManyInvitees
+from bot.errors import CommandError
 
 SUBCOMMANDS = ("invite", "lock", "unlock", "end", "join", "reissue", "list", "help")
 _MENTION = re.compile(r"<@!?([A-Za-z0-9._-]{1,64})(?:\|([^>]{1,80}))?>|@([A-Za-z0-9._-]{1,64})")
@@ -117,9 +117,11 @@ def _tokens(text: str) -> list[str]:
         return text.split()
 
 
-def _mentions(
-    tokens: list[str], max_invitees: int, *, allow_other: bool
-) -> tuple[tuple[Mention, ...], list[str]]:
+def _mentions(tokens: list[str], *, allow_other: bool) -> tuple[tuple[Mention, ...], list[str]]:
+    """The mentions among ``tokens``, each once, and the other words (if ``allow_other``).
+
+    How many people one command may invite is the service's policy, not the grammar's.
+    """
     mentions: list[Mention] = []
     other: list[str] = []
     for token in tokens:
@@ -134,8 +136,6 @@ def _mentions(
             other.append(token)
         else:
             raise CommandError(f"Unexpected {token!r}: list only the people to invite, as @name.")
-    if len(mentions) > max_invitees:
-        raise TooManyInvitees(len(mentions), max_invitees)
     return tuple(mentions), other
 
 
@@ -149,13 +149,13 @@ def _room_arg(verb: str, args: list[str]) -> str:
     return args[0]
 
 
-def parse(text: str, *, max_invitees: int) -> Command:
+def parse(text: str) -> Command:
     """Parse ``text`` (what follows ``/meet``); CommandError says what was wrong."""
     tokens = _tokens(text)
     if not tokens:
         raise CommandError("Say whom to meet, e.g. `/meet @ana @ben Weekly sync`, or `/meet help`.")
     if text.lstrip()[:1] in ("'", '"'):
-        return _create(tokens, max_invitees)  # a quoted first word is a topic, never a verb
+        return _create(tokens)  # a quoted first word is a topic, never a verb
     verb, args = tokens[0].lower(), tokens[1:]
     if verb == "help":
         return Help()
@@ -174,7 +174,7 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if not args:
             raise CommandError("Use `/meet invite ROOM @user ...`.")
         room_id = _room_arg("invite", args[:1])
-        invitees, _ = _mentions(args[1:], max_invitees, allow_other=False)
+        invitees, _ = _mentions(args[1:], allow_other=False)
         if not invitees:
             raise CommandError("Say whom to invite: `/meet invite ROOM @user ...`.")
         return InviteMore(room_id, invitees)
@@ -183,12 +183,12 @@ def parse(text: str, *, max_invitees: int) -> Command:
         if not args:
             raise CommandError(usage)
         room_id = _room_arg("reissue", args[:1])
-        people, _ = _mentions(args[1:], max_invitees, allow_other=False)
+        people, _ = _mentions(args[1:], allow_other=False)
         if len(people) != 1:
             raise CommandError(usage)
         return ReissueLink(room_id, people[0])
     _refuse_unknown_verb(tokens)
-    return _create(tokens, max_invitees)
+    return _create(tokens)
 
 
 def _refuse_unknown_verb(tokens: list[str]) -> None:
@@ -212,7 +212,7 @@ def _is_option(token: str) -> bool:
     return lowered in ("lobby", "announce") or lowered.startswith("ttl=")
 
 
-def _create(tokens: list[str], max_invitees: int) -> CreateRoom:
+def _create(tokens: list[str]) -> CreateRoom:
     lobby = False
     announce = False
     ttl: int | None = None
@@ -232,7 +232,7 @@ def _create(tokens: list[str], max_invitees: int) -> CreateRoom:
                 raise CommandError(f"Bad ttl: {exc}.") from exc
         else:
             rest.append(token)
-    invitees, topic_words = _mentions(rest, max_invitees, allow_other=True)
+    invitees, topic_words = _mentions(rest, allow_other=True)
     return CreateRoom(
         invitees=invitees, topic=" ".join(topic_words), lobby=lobby, ttl=ttl, announce=announce
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
@@ -63,7 +63,7 @@ class CommandHandler:
         notices.subscribe(self._service.events, platform, notify)
 
     def parse(self, text: str) -> grammar.Command:
-        return grammar.parse(text, max_invitees=self._service.policy.max_invitees)
+        return grammar.parse(text)
 
     async def handle(
         self, actor: UserRef, text: str, resolve: Resolver, bot_user_id: str | None = None
@@ -111,8 +111,7 @@ class CommandHandler:
                     invitations=(Invitation(done.invitee, done.invite, room),),
                 )
             case grammar.InviteMore(room_id, mentions):
-                # Platforms look names up over HTTP: resolve everyone at once.
-                users = list(await asyncio.gather(*(resolve(m) for m in mentions)))
+                users = await self._resolve(mentions, resolve)
                 issued = await svc.invite(actor, room_id, users)
                 room = await svc.get_room(room_id)
                 assert room is not None
@@ -123,8 +122,7 @@ class CommandHandler:
                     ),
                 )
             case grammar.CreateRoom(mentions, topic, lobby, ttl, announce):
-                # Platforms look names up over HTTP: resolve everyone at once.
-                users = list(await asyncio.gather(*(resolve(m) for m in mentions)))
+                users = await self._resolve(mentions, resolve)
                 made = await svc.create_room(actor, users, topic, lobby, ttl)
                 invitations = [
                     Invitation(u, i, made.room) for u, i in zip(users, made.invites, strict=True)
@@ -136,3 +134,11 @@ class CommandHandler:
                     announcement=render.announcement(made.room) if announce else None,
                 )
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
+
+    async def _resolve(
+        self, mentions: Sequence[grammar.Mention], resolve: Resolver
+    ) -> list[UserRef]:
+        # Platforms look names up over HTTP, one request a name: refuse too many people
+        # before asking, then resolve everyone at once.
+        self._service.policy.check_invitee_count(len(mentions))
+        return list(await asyncio.gather(*(resolve(m) for m in mentions)))
