@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from tests.support.fake_slack import BOT_TOKEN, FakeSlack
-from tests.support.meeting import connect, join, make_meeting
-from tests.support.server import Running, receive_until, serve
+from tests.support.server import Running, serve
+from tests.support.world import World
 
 BOUND = 10.0  # seconds: a generous functional bound, not a performance claim
 IDLE = 1  # the configured idle timeout, in seconds
@@ -33,6 +33,11 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
     }
     async with serve(tmp_path, env=env) as running:
         yield running
+
+
+@pytest.fixture
+def world(server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack) -> World:
+    return World(server, http, stack)
 
 
 async def raw(server: Running) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -128,45 +133,39 @@ async def test_a_half_sent_body_is_refused(slack_server: Running) -> None:
         writer.close()
 
 
-async def test_an_open_websocket_outlives_the_idle_timeout(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    meeting = await make_meeting(server, "ana")
-    ana = await join(server, http, stack, meeting, "ana")
-    await receive_until(ana.ws, "roster")
+async def test_an_open_websocket_outlives_the_idle_timeout(world: World) -> None:
+    await world.room("ana")
+    ana = await world.join("ana")
+    await ana.until("roster")
     await asyncio.sleep(3 * IDLE)  # quiet for longer than an idle HTTP connection may be
     await ana.send("ping")
-    await receive_until(ana.ws, "pong")
+    await ana.until("pong")
 
 
-async def test_websockets_that_never_say_hello_are_capped_per_address(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
-    silent = [await connect(server, http, stack) for _ in range(CAP - 1)]
+async def test_websockets_that_never_say_hello_are_capped_per_address(world: World) -> None:
+    silent = [await world.connect() for _ in range(CAP - 1)]
     # A websocket that completes its hello no longer counts against its address.
-    meeting = await make_meeting(server, "ana")
-    ana = await join(server, http, stack, meeting, "ana")
-    silent.append(await connect(server, http, stack))
+    await world.room("ana")
+    ana = await world.join("ana")
+    silent.append(await world.connect())
 
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await connect(server, http, stack)
+        await world.connect()
     assert refused.value.status == 429
     await ana.send("ping")
-    await receive_until(ana.ws, "pong")  # the admitted one is untouched
+    await ana.until("pong")  # the admitted one is untouched
 
     # One that gives up frees its place.
     await silent[0].close()
-    await eventually_connects(server, http, stack)
+    await eventually_connects(world)
 
 
-async def eventually_connects(
-    server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
-) -> None:
+async def eventually_connects(world: World) -> None:
     """The hub frees a place when it notices the close; that is not instant, nor slow."""
     async with asyncio.timeout(BOUND):
         while True:
             try:
-                await connect(server, http, stack)
+                await world.connect()
                 return
             except aiohttp.WSServerHandshakeError as refused:
                 assert refused.status == 429

@@ -36,11 +36,7 @@ from bot.store.sqlite import SqliteStore
 from tests.support.fakes import FakeClock, user
 from tests.support.meeting import (
     Peer,
-    connect,
     credential,
-    join,
-    make_meeting,
-    refused,
     roster_ids,
 )
 from tests.support.secrets_scan import secret_shaped
@@ -53,6 +49,7 @@ from tests.support.server import (
     receive_until,
     serve,
 )
+from tests.support.world import World, roster_of
 
 # --- the core ---------------------------------------------------------------------------------
 
@@ -211,24 +208,24 @@ async def resolve(mention: Mention) -> UserRef:
 async def test_the_attack_over_the_wire(
     server: Running, http: aiohttp.ClientSession, stack: AsyncExitStack
 ) -> None:
-    meeting = await make_meeting(server, "ana", "ben")
-    host = await join(server, http, stack, meeting, "hana")
-    ben = await join(server, http, stack, meeting, "ben")
+    world = World(server, http, stack)
+    meeting = await world.room("ana", "ben")
+    host, ben = await world.join_all("hana", "ben")
     # The thief read Ana's DM and is first: admitted, and shown to everyone as "Ana".
-    thief = await join(server, http, stack, meeting, "ana")
+    thief = await world.join("ana")
     assert thief.welcome["name"] == "Ana"
     used_at = server.clock.now()
     server.clock.advance(3 * 60)
 
     # The real Ana is refused, and told when her link was used.
-    ws = await connect(server, http, stack)
-    await ws.send_str(hello_invite(meeting.room_id, meeting.cred("ana")))
+    ws = await world.connect()
+    await ws.send_str(world.hello("ana"))
     error, _ = await expect_refused(ws, "already_used")
     assert f"already used at {utc_minute(used_at)}" in error["message"]
     assert "tell the host" in error["message"]
 
     # The host hears of it in the meeting, naming the thief's participant id...
-    notice = await receive_until(host.ws, "notice")
+    notice = await host.until("notice")
     assert notice["code"] == "link_reused"
     assert notice["participant"] == thief.participant_id
     assert "Someone tried to join as Ana" in notice["message"]
@@ -249,26 +246,25 @@ async def test_the_attack_over_the_wire(
 
     # One command from the host: the thief is out, and Ana has a new link by DM.
     server.console.feed(f"/meet reissue {meeting.room_id} @ana")
-    kicked = await receive_until(thief.ws, "kicked")
+    kicked = await thief.until("kicked")
     assert "removed" in kicked["message"]
     assert await expect_closed(thief.ws) == CLOSE_KICKED
-    left = await receive_until(host.ws, "roster", lambda m: len(m["roster"]) == 2)
+    left = await host.until("roster", roster_of(2))
     assert thief.participant_id not in roster_ids(left)
     await console_line(server, lambda s: s.startswith("New link for Ana"))
     new_dm = await console_line(server, lambda s: s.startswith("DM to @ana: "))
     link = parse_link(new_dm.removeprefix("DM to @ana: "))
     assert link.credential.reveal() != meeting.cred("ana")
     # The thief cannot come back: its resume token is dead, and so is the old link.
-    await refused(server, http, stack, hello_resume(thief.resume_token), "bad_resume")
-    frame = hello_invite(meeting.room_id, meeting.cred("ana"))
-    await refused(server, http, stack, frame, "revoked")
+    await world.refused(hello_resume(thief.resume_token), "bad_resume")
+    await world.refused(world.hello("ana"), "revoked")
 
-    ana_ws = await connect(server, http, stack)
+    ana_ws = await world.connect()
     await ana_ws.send_str(hello_invite(meeting.room_id, link.credential.reveal()))
     welcome: dict[str, Any] = await receive_until(ana_ws, "welcome")
     ana = Peer(ana_ws, welcome)
     assert welcome["name"] == "Ana" and ana.participant_id != thief.participant_id
-    joined = await receive_until(host.ws, "roster", lambda m: len(m["roster"]) == 3)
+    joined = await host.until("roster", roster_of(3))
     assert ana.participant_id in roster_ids(joined)
 
 
