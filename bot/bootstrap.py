@@ -175,18 +175,11 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     # Local workers only need a secret shared with this process: a fresh one per run will do.
     secret = settings.relay.secret or Secret(secrets.token_urlsafe(32))
     pool = RelayPool(secret)
-    sig = settings.signaling
-    hub = Hub(
-        service,
-        hello_timeout=sig.hello_timeout,
-        relay=pool,
-        max_participants=sig.max_participants,
-        rate_limit=sig.rate_limit,
-        rate_burst=sig.rate_burst,
-        send_timeout=sig.send_timeout,
-        send_queue_bytes=sig.send_queue_bytes,
-        unauthenticated_per_address=sig.unauthenticated_per_address,
-    )
+    hub = Hub(service, settings.signaling, relay=pool)
+    # The hub hears the core's events and the relay's; neither knows the hub.
+    service.events.subscribe(hub.on_event)
+    pool.on_offer(hub.media.relay_offer)
+    pool.on_lost(hub.media.relay_lost)
     web_app = create_app(
         hub, settings.server.base_url, pool.handle_worker, idle_timeout=settings.server.idle_timeout
     )
