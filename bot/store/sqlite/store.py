@@ -19,7 +19,10 @@ from bot.core.models import (
     RoomSummary,
 )
 from bot.store.base import Replaced, SweepResult
-from bot.store.sqlite import auditlog, invites, participants, rooms
+from bot.store.sqlite import auditlog
+from bot.store.sqlite import invites as invite_table
+from bot.store.sqlite import participants as participant_table
+from bot.store.sqlite import rooms as room_table
 from bot.store.sqlite.connection import Database
 from bot.store.sqlite.invites import INVITES
 from bot.store.sqlite.participants import PARTICIPANTS
@@ -47,11 +50,11 @@ class SqliteStore:
 
     # --- rooms ---------------------------------------------------------------------------
 
-    async def create_room(self, room: Room, invites_: Sequence[Invite], actor: str) -> None:
+    async def create_room(self, room: Room, invites: Sequence[Invite], actor: str) -> None:
         async with self._db.write() as db:
             await ROOMS.insert(db, room)
             await auditlog.append(db, audit.room_created(room, actor))
-            await self._insert_invites(db, invites_, actor, room.created_at)
+            await self._insert_invites(db, invites, actor, room.created_at)
 
     async def get_room(self, room_id: str) -> Room | None:
         async with self._db.read() as db:
@@ -61,13 +64,13 @@ class SqliteStore:
         self, platform: str, workspace: str, user_id: str, now: float
     ) -> list[RoomSummary]:
         async with self._db.read() as db:
-            return await rooms.hosted_by(db, platform, workspace, user_id, now)
+            return await room_table.hosted_by(db, platform, workspace, user_id, now)
 
     async def set_room_state(
         self, room_id: str, expected: RoomState, new: RoomState, actor: str, now: float
     ) -> bool:
         async with self._db.write() as db:
-            if not await rooms.set_state(db, room_id, expected, new, now):
+            if not await room_table.set_state(db, room_id, expected, new, now):
                 return False
             await auditlog.append(db, audit.room_state_changed(room_id, new, actor, now))
             return True
@@ -79,11 +82,11 @@ class SqliteStore:
     async def _end(
         self, db: aiosqlite.Connection, room_id: str, actor: str, now: float, reason: EndReason
     ) -> bool:
-        if not await rooms.end(db, room_id, now):
+        if not await room_table.end(db, room_id, now):
             return False
         outcome = reason.invite_outcome
-        closed = await invites.close_for_room(db, room_id, outcome)
-        revoked = await participants.revoke_room(db, room_id)
+        closed = await invite_table.close_for_room(db, room_id, outcome)
+        revoked = await participant_table.revoke_room(db, room_id)
         await auditlog.append(
             db,
             audit.room_ended(room_id, reason, revoked, actor, now),
@@ -94,13 +97,13 @@ class SqliteStore:
     # --- invites -------------------------------------------------------------------------
 
     async def add_invites(
-        self, room_id: str, invites_: Sequence[Invite], actor: str, now: float
+        self, room_id: str, invites: Sequence[Invite], actor: str, now: float
     ) -> bool:
         async with self._db.write() as db:
             room = await ROOMS.get(db, room_id)
             if room is None or room.state is RoomState.ENDED:
                 return False
-            await self._insert_invites(db, invites_, actor, now)
+            await self._insert_invites(db, invites, actor, now)
             return True
 
     async def replace_invite(
@@ -112,10 +115,10 @@ class SqliteStore:
         now: float,
     ) -> Replaced | None:
         async with self._db.write() as db:
-            if not await invites.revoke(db, old_invite_id, replaceable):
+            if not await invite_table.revoke(db, old_invite_id, replaceable):
                 return None
             await auditlog.append(db, audit.invite_reissued(new.room_id, old_invite_id, actor, now))
-            holder = await participants.active_holder(db, old_invite_id)
+            holder = await participant_table.active_holder(db, old_invite_id)
             kicked = None
             if holder is not None and await self._revoke_session(db, holder, actor, now):
                 kicked = holder
@@ -128,12 +131,12 @@ class SqliteStore:
 
     async def invites_for_room(self, room_id: str) -> list[Invite]:
         async with self._db.read() as db:
-            return await invites.for_room(db, room_id)
+            return await invite_table.for_room(db, room_id)
 
     async def _insert_invites(
-        self, db: aiosqlite.Connection, invites_: Sequence[Invite], actor: str, now: float
+        self, db: aiosqlite.Connection, invites: Sequence[Invite], actor: str, now: float
     ) -> None:
-        for invite in invites_:
+        for invite in invites:
             await INVITES.insert(db, invite)
             await auditlog.append(db, audit.invite_issued(invite, actor, now))
 
@@ -150,11 +153,11 @@ class SqliteStore:
     ) -> Participant | None:
         async with self._db.write() as db:
             # Both conditions are checked under the write lock: the decision still holds.
-            if not await rooms.state_is(db, room.id, room.state):
+            if not await room_table.state_is(db, room.id, room.state):
                 return None
-            if not await invites.redeem(db, invite, now):
+            if not await invite_table.redeem(db, invite, now):
                 return None
-            index = await participants.next_sender_index(db, room.id)
+            index = await participant_table.next_sender_index(db, room.id)
             seated = invite.seat(participant_id, index, resume_hash, now)
             await PARTICIPANTS.insert(db, seated)
             await auditlog.append(db, audit.invite_redeemed(invite, seated.id, now))
@@ -162,7 +165,7 @@ class SqliteStore:
 
     async def participants_for_room(self, room_id: str) -> list[Participant]:
         async with self._db.read() as db:
-            return await participants.for_room(db, room_id)
+            return await participant_table.for_room(db, room_id)
 
     async def find_session(self, participant_id: str) -> tuple[Room, Participant] | None:
         async with self._db.read() as db:
@@ -181,14 +184,14 @@ class SqliteStore:
         self, db: aiosqlite.Connection, participant_id: str, actor: str, now: float
     ) -> bool:
         found = await PARTICIPANTS.get(db, participant_id)
-        if found is None or not await participants.revoke(db, participant_id):
+        if found is None or not await participant_table.revoke(db, participant_id):
             return False
         await auditlog.append(db, audit.participant_kicked(found.room_id, found.id, actor, now))
         return True
 
     async def replace_resume(self, before: Participant, after: Participant) -> bool:
         async with self._db.write() as db:
-            return await participants.replace_resume(db, before, after)
+            return await participant_table.replace_resume(db, before, after)
 
     # --- audit and housekeeping ----------------------------------------------------------
 
@@ -210,10 +213,10 @@ class SqliteStore:
         async with self._db.write() as db:
             ended = [
                 room_id
-                for room_id in await rooms.due(db, now)
+                for room_id in await room_table.due(db, now)
                 if await self._end(db, room_id, audit.SWEEPER, now, EndReason.EXPIRED)
             ]
-            stale = await invites.expire_due(db, now)
+            stale = await invite_table.expire_due(db, now)
             await auditlog.append(
                 db,
                 *(
