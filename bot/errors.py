@@ -23,6 +23,14 @@ class ConclaveError(Exception):
         self.message = message
 
 
+class CodedError(ConclaveError):
+    """An error whose code is chosen where it is raised (a reason passed on from a peer)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 # --- admission -----------------------------------------------------------------------------
 
 

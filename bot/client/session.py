@@ -22,7 +22,7 @@ from bot.client.media import MediaSession
 from bot.client.presenter import Presenter
 from bot.core.links import JoinLink
 from bot.e2ee.errors import KeysTampered
-from bot.errors import ConclaveError, ProtocolError
+from bot.errors import CodedError, ConclaveError, ProtocolError
 from bot.rtc.peer import IceSettings
 from bot.secret import Secret
 from bot.signaling.envelope import PROTOCOL_VERSION, WIRE_LIMIT
@@ -34,12 +34,8 @@ RESUME_ATTEMPTS = 5
 PUBLISH_ATTEMPTS = 10
 
 
-class RefusedByServer(ConclaveError):
+class RefusedByServer(CodedError):
     """The hub turned this client away with an ``error``; ``code`` is the hub's reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Unreachable(ConclaveError):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from bot.errors import ConclaveError, ProtocolError
+from bot.errors import CodedError, ConclaveError, ProtocolError
 from bot.signaling.messages import to_client
 from bot.signaling.outbox import Outbox
 
@@ -20,12 +20,8 @@ CLOSE_ENDED: Final = 4410
 CLOSE_RATE: Final = 4429
 
 
-class Declined(ConclaveError):
+class Declined(CodedError):
     """A request the hub declines without closing the connection (sent as ``warning``)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class RateLimited(ProtocolError):

@@ -75,11 +75,7 @@ def _room_info(room: Room) -> dict[str, Any]:
 
 class Hub:
     def __init__(
-        self,
-        service: MeetingService,
-        settings: SignalingSettings,
-        *,
-        relay: MediaRelay | None = None,
+        self, service: MeetingService, settings: SignalingSettings, relay: MediaRelay | None = None
     ) -> None:
         self._service = service
         self._settings = settings
