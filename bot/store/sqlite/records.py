@@ -9,16 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, get_type_hints
+from typing import Any, Generic, TypeVar, cast, get_type_hints
 
 import aiosqlite
 
 from bot.store.sqlite.connection import every, one
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
-
-R = TypeVar("R", bound="DataclassInstance")
+R = TypeVar("R")  # a frozen dataclass
 
 
 class Records(Generic[R]):
@@ -26,7 +23,7 @@ class Records(Generic[R]):
         self.table = table
         self._record = record
         hints = get_type_hints(record)
-        self._names = [f.name for f in fields(record)]
+        self._names = [f.name for f in fields(cast(Any, record))]
         self._types = [hints[name] for name in self._names]
         self.columns = ", ".join(self._names)
         self.width = len(self._names)
