@@ -32,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = ROOT / "bench" / "mutation-equivalent.md"
-# A row of the equivalents table: | `mutant id` | `diff line` | why |
+# A row of the equivalents table: | `mutant id` | `the line it puts in` | why |, with any | in
+# the line written \| as Markdown tables need.
 ROW = re.compile(r"^\|\s*`(?P<id>[^`]+)`\s*\|\s*`(?P<diff>[^`]*)`\s*\|")
 NUMBER = re.compile(r"__mutmut_\d+$")
 
@@ -149,8 +150,9 @@ def run_group(group: Group, args: argparse.Namespace, equivalents: dict[str, str
             name, sep, status = line.strip().rpartition(": ")
             if sep:
                 outcome.status[name] = status
-        for name in [m for m, s in outcome.status.items() if s not in ("killed", "not checked")]:
-            outcome.diffs[name] = changed_lines(mutmut(copy, "show", name).stdout)
+        shown = [m for m, s in outcome.status.items() if s not in ("killed", "not checked")]
+        for name, diff in diffs(copy, shown).items():
+            outcome.diffs[name] = changed_lines(diff)
             if is_equivalent(name, outcome.diffs[name], equivalents):
                 outcome.equivalent.add(name)
         if args.keep:
@@ -159,6 +161,31 @@ def run_group(group: Group, args: argparse.Namespace, equivalents: dict[str, str
         if not args.keep:
             shutil.rmtree(copy, ignore_errors=True)
     return outcome
+
+
+# `mutmut show NAME` for many mutants in one process (one process per mutant takes a second
+# each); mutmut's own functions behind that command, so it falls back to the command.
+BULK_SHOW = """
+import json, sys
+from mutmut.mutation.diff_apply import find_mutant, get_diff_for_mutant
+names = json.load(sys.stdin)
+json.dump({n: get_diff_for_mutant(n, path=find_mutant(n).path) for n in names}, sys.stdout)
+"""
+
+
+def diffs(copy: Path, names: list[str]) -> dict[str, str]:
+    bulk = subprocess.run(
+        [sys.executable, "-c", BULK_SHOW],
+        cwd=copy,
+        input=json.dumps(names),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if bulk.returncode == 0:
+        shown: dict[str, str] = json.loads(bulk.stdout)
+        return shown
+    return {name: mutmut(copy, "show", name).stdout for name in names}
 
 
 def changed_lines(diff: str) -> str:
@@ -175,7 +202,7 @@ def load_equivalents() -> dict[str, str]:
     if not EQUIVALENT.exists():
         return {}
     rows = (ROW.match(line) for line in EQUIVALENT.read_text("utf-8").splitlines())
-    return {m["id"]: m["diff"].strip() for m in rows if m is not None}
+    return {m["id"]: m["diff"].replace("\\|", "|").strip() for m in rows if m is not None}
 
 
 def is_equivalent(name: str, diff: str, equivalents: dict[str, str]) -> bool:
