@@ -14,7 +14,7 @@ from typing import Any
 
 import pylibsrtp
 
-from bot.signaling.ratelimit import TokenBucket
+from bot.ratelimit import TokenBucket
 
 
 class Dropped(pylibsrtp.Error):

@@ -32,6 +32,7 @@ from bot.core.service import MeetingService
 from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
 from bot.errors import ConclaveError, ProtocolError
+from bot.ratelimit import TokenBucket
 from bot.signaling.admission import Admissions
 from bot.signaling.broker import MediaBroker
 from bot.signaling.closing import (
@@ -48,7 +49,6 @@ from bot.signaling.closing import (
 from bot.signaling.envelope import WIRE_LIMIT, decode_frame
 from bot.signaling.messages import SESSION, to_client
 from bot.signaling.outbox import Outbox
-from bot.signaling.ratelimit import TokenBucket
 from bot.signaling.relay_port import MediaRelay
 from bot.signaling.room import Arrival, Connection, LiveRoom, member
 

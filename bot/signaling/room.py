@@ -11,9 +11,9 @@ from aiohttp import web
 
 from bot.core.models import Participant, Role
 from bot.errors import BadResumeToken, ConclaveError, RoomEnded
+from bot.ratelimit import TokenBucket
 from bot.signaling.messages import to_client
 from bot.signaling.outbox import Outbox
-from bot.signaling.ratelimit import TokenBucket
 
 
 @dataclass(eq=False)

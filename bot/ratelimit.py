@@ -1,4 +1,6 @@
-"""A token bucket: how many messages a connection may send, on average and in a burst."""
+"""A token bucket: how many messages or packets a sender may send, on average and in a burst.
+
+Shared by the signaling hub (messages per connection) and the relay (packets per publisher)."""
 
 from __future__ import annotations
 
