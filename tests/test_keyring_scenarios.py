@@ -6,7 +6,8 @@ came; someone who left or was kicked cannot read what is sent once the key that 
 in use (at most the activation delay later); a participant back after a lost connection sends
 under a fresh key, which only those present get. And protocol version 2's rules: keys go only
 to peers whose signed announcements verify, only over a complete roster, never again once the
-server has shown tampered keys; a key message the server alters or misroutes opens for no one.
+server has shown tampered keys; a key message the server alters, replays or hands to someone
+else opens for no one.
 """
 
 from __future__ import annotations
