@@ -171,6 +171,22 @@ def test_someone_kicked_while_a_rejoiner_was_away_cannot_read_the_rejoiner() -> 
     assert not reads(kim, data)
 
 
+def test_a_rejoiner_sends_nothing_under_its_old_key_even_at_once() -> None:
+    """Kim was kicked 30 s before Ben's connection came back. Ben's very first frames after
+    the rejoin, before any activation delay has passed, must already use a key Kim never got:
+    Ana, who stayed, reads them once Ben's new key reaches her."""
+    room = Room()
+    ana, ben, kim = room.meeting("ana", "ben", "kim")
+    room.deaf.add(kim.participant_id)
+    room.leave(ben)
+    room.leave(kim)
+    room.clock.advance(30)
+    room.resume(ben)
+    data = frame(ben)  # no time has passed since the rejoin
+    assert not reads(kim, data)
+    assert reads(ana, data)
+
+
 def test_keys_wait_for_a_complete_roster_and_then_go_out() -> None:
     """A newcomer that has not announced keys yet makes the roster incomplete: nobody sends
     anybody a key until it has, and then the newcomer still gets only ratcheted keys."""

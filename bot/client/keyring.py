@@ -196,7 +196,7 @@ class Keyring:
         may have been joined by people who must not get the old one, so start afresh. The
         identity and what it knows of the others' keys stay: they hold for the whole meeting."""
         with self._lock:
-            self._keys.on_leave(self._clock())
+            self._keys.restart(self._clock())
             self._roster = {}
             self._owed = {}
             self._seen_anyone = False

@@ -143,6 +143,14 @@ class SenderKeys:
         key_id = self.latest_key.id.next_generation()
         return self._schedule(SenderKey(key_id, self._suite, self._fresh_key()), now)
 
+    def restart(self, now: float) -> SenderKey:
+        """After this client was away: the next generation's key, in use at once. Peers that
+        saw it leave forgot the old key, so waiting helps nobody; and someone kicked while it
+        was away still holds the old key, so not one more frame may use it."""
+        key = self.on_leave(now)
+        self._activate()
+        return key
+
     def _schedule(self, key: SenderKey, now: float) -> SenderKey:
         # A newer rotation replaces a pending one: peers holding the pending key can ratchet to
         # it, or were sent the fresh one. It keeps the earlier deadline: were each rotation to
