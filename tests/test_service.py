@@ -324,3 +324,16 @@ async def test_reissue_replaces_an_unused_link(
     assert host_link.invite.role.value == "host"
     events = [e.event for e in await store.audit_log(made.room.id)]
     assert events.count("invite_revoked") == 2
+
+
+async def test_a_host_cannot_kick_someone_from_another_meeting(
+    service: MeetingService, host: UserRef
+) -> None:
+    mine = await service.create_room(host, [user("ana")], "Mine")
+    other = await service.create_room(user("olga"), [user("ben")], "Theirs")
+    me = await service.redeem(mine.room.id, mine.host_invite.link.reveal().split("#", 1)[1])
+    ben = await service.redeem(other.room.id, credential(other, 0))
+    with pytest.raises(CommandError, match="no such participant in this meeting"):
+        await service.kick(me.participant.id, ben.participant.id)
+    # Ben is untouched: his session still resumes.
+    assert (await service.resume(ben.resume_token.reveal())).participant.id == ben.participant.id
