@@ -33,6 +33,16 @@ def test_a_new_key_is_used_only_after_the_activation_delay() -> None:
     assert ana.current_key == newcomer_key
 
 
+def test_a_restart_uses_the_next_generation_at_once() -> None:
+    ana = SenderKeys(1)
+    ana.on_join(now=10.0)  # pending: the restart replaces it and does not wait for it
+    fresh = ana.restart(now=10.0)
+    assert fresh.id == KeyId(1, 1, 0)
+    assert ana.current_key == fresh and ana.latest_key == fresh
+    assert frame_key_id(ana.encrypt(b"", b"a", now=10.0)) == KeyId(1, 1, 0)
+    assert frame_key_id(ana.encrypt(b"", b"b", now=20.0)) == KeyId(1, 1, 0)
+
+
 def test_receivers_follow_a_ratchet_and_delete_the_old_key_after_the_grace_period() -> None:
     ana, ben = _pair()
     old = ana.encrypt(b"", b"old", now=0.0)
