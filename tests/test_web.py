@@ -1,4 +1,4 @@
-"""The web server's plain HTTP side: health check and the page a join link opens."""
+"""The web server's plain HTTP side: health check, and the meeting page a join link opens."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def test_healthz(server: Running, http: aiohttp.ClientSession) -> None:
         assert await response.json() == {"status": "ok"}
 
 
-async def test_join_page_explains_the_command_line_client(
+async def test_join_link_serves_the_meeting_page_under_a_strict_policy(
     server: Running, http: aiohttp.ClientSession
 ) -> None:
     made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
@@ -50,23 +50,33 @@ async def test_join_page_explains_the_command_line_client(
         body = await response.text()
         headers = response.headers
 
-    assert "conclave join" in body
-    assert f"{server.base_url}/j/{room_id}#" in body  # the shape of the command to paste
+    # The meeting page: its code is files of this server, nothing inline.
+    assert 'id="join-button"' in body
+    scripts = re.findall(r"<script\b[^>]*>", body)
+    assert scripts, "the page loads no script"
+    assert all(re.search(r'\ssrc="\.\./static/[^"]+\.js"', s) for s in scripts), scripts
+    assert re.findall(r"<script\b[^>]*>(.*?)</script>", body, re.S) == [""] * len(scripts)
     lowered = body.lower()
-    # Nothing on the page can run, submit, or read the fragment.
-    assert "<script" not in lowered
-    assert "<form" not in lowered
-    assert "<iframe" not in lowered
-    assert "javascript:" not in lowered
+    assert "<style" not in lowered
+    assert not re.search(r"\sstyle\s*=", lowered), "inline style on the page"
     assert not re.search(r"\son[a-z]+\s*=", lowered), "inline event handler on the page"
-    for reader in ("location.hash", "window.location", "document.location", "document.url"):
-        assert reader not in lowered
+    assert "javascript:" not in lowered
+    assert "<iframe" not in lowered
+    assert "<form" not in lowered
+    assert not re.search(r'(src|href)="(https?:)?//', lowered), "something from another origin"
 
     assert headers["Referrer-Policy"] == "no-referrer"
-    csp = headers["Content-Security-Policy"]
-    directives = [d.strip() for d in csp.split(";")]
-    assert "default-src 'none'" in directives
-    assert not any(d.startswith("script-src") for d in directives)
+    directives = {
+        d.strip().split(" ", 1)[0]: d.strip().split(" ")[1:]
+        for d in headers["Content-Security-Policy"].split(";")
+    }
+    assert directives["default-src"] == ["'none'"]
+    assert directives["script-src"] == ["'self'"]
+    assert directives["worker-src"] == ["'self'"]
+    assert directives["style-src"] == ["'self'"]
+    assert directives["connect-src"] == ["'self'", f"ws://127.0.0.1:{server.port}"]
+    assert directives["img-src"] == ["'self'", "data:", "blob:"]
+    assert directives["media-src"] == ["'self'", "blob:"]
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cache-Control"] == "no-store"
@@ -75,6 +85,35 @@ async def test_join_page_explains_the_command_line_client(
     everything = body + "\n" + "\n".join(f"{k}: {v}" for k, v in headers.items())
     assert secret not in everything
     assert secret_shaped(everything) == []
+
+
+async def test_the_page_policy_never_takes_a_host_header_it_cannot_trust(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """The websocket origin comes from the request's Host: one that could end the directive and
+    start another is left out, leaving only 'self'."""
+    made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
+    url = f"{server.base_url}/j/{made.room.id}"
+    async with http.get(url, headers={"Host": "evil; script-src *"}) as response:
+        assert response.status == 200
+        csp = response.headers["Content-Security-Policy"]
+    assert "evil" not in csp
+    assert "connect-src 'self';" in csp
+    assert "script-src 'self';" in csp and "*" not in csp
+
+
+async def test_the_meeting_pages_files_are_served_with_their_types(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    for path, kind in (
+        ("/static/app/main.js", "javascript"),
+        ("/static/worker.js", "javascript"),
+        ("/static/app/style.css", "text/css"),
+    ):
+        async with http.get(f"{server.base_url}{path}") as response:
+            assert response.status == 200, path
+            assert kind in response.content_type, (path, response.content_type)
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 @pytest.mark.parametrize(
@@ -138,11 +177,11 @@ async def test_with_port_zero_links_name_the_port_the_server_got(
     server: Running, http: aiohttp.ClientSession
 ) -> None:
     """``serve`` asks for ``server.port = 0``: the system picks the port, and the settings,
-    the links and the join page all carry the one the server listens on, never 0."""
+    the links and the meeting page's policy all carry the one the server listens on, never 0."""
     assert server.app.settings.server.port == server.port != 0
     made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
     link = urlsplit(made.invites[0].link.reveal())
     assert link.netloc == f"127.0.0.1:{server.port}"
     async with http.get(f"http://{link.netloc}{link.path}") as response:
         assert response.status == 200
-        assert f"http://{link.netloc}{link.path}#" in await response.text()
+        assert f"ws://{link.netloc}" in response.headers["Content-Security-Policy"]

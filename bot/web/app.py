@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from bot.core.links import is_id
 from bot.relay import control
 from bot.signaling.hub import Hub
-from bot.web.join_page import render_join_page
+from bot.web.meeting_page import STATIC_DIR, meeting_handler
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# The browser client's code: plain ES modules, served as files, shipped as package data.
-STATIC_DIR = Path(__file__).parent / "static"
-
 # Everything the browser client needs comes from this server and nothing else: no inline script,
-# no eval, no other origin. Responses that set their own policy (the join page) keep it.
+# no eval, no other origin. Responses that set their own policy (the meeting page) keep it.
 STRICT_CSP = (
     "default-src 'none'; script-src 'self'; worker-src 'self'; connect-src 'self'; "
     "style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
@@ -95,20 +90,8 @@ def create_app(
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def join_page(request: web.Request) -> web.Response:
-        room_id = request.match_info["room_id"]
-        if not is_id(room_id):
-            raise web.HTTPNotFound(text="No such meeting link.")
-        response = web.Response(
-            text=render_join_page(base_url, room_id), content_type="text/html", charset="utf-8"
-        )
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-        )
-        return response
-
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/j/{room_id}", join_page)
+    app.router.add_get("/j/{room_id}", meeting_handler(base_url))
     app.router.add_get("/ws", hub.handle)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, show_index=False)
     if relay_control is not None:

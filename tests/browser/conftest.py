@@ -49,6 +49,14 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Runn
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def relay_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Running]:
+    """The real application with one local relay worker (a process), media on loopback."""
+    env = {"CONCLAVE_RELAY_WORKERS": "1", "CONCLAVE_RELAY_HOST_ADDRESSES": "127.0.0.1"}
+    async with serve(tmp_path_factory.mktemp("meeting-server"), env=env) as running:
+        yield running
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does it)")

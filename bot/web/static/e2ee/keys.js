@@ -106,6 +106,43 @@ export class MeetingKeys {
     );
   }
 
+  // Keys a page can keep for as long as its resume token (sessionStorage): a reloaded page
+  // that rejoins must show the keys its roster entry already carries, or its own client would
+  // take that entry for the server's (section 4.7). The stored form is the private keys' JWK
+  // `d` and `x`, unpadded base64url; the keys in use are imported from it non-extractable.
+  static async generateStorable() {
+    const stored = {};
+    for (const [name, usages] of [
+      ["X25519", ["deriveBits"]],
+      ["Ed25519", ["sign", "verify"]],
+    ]) {
+      const pair = await crypto.subtle.generateKey({ name }, true, usages);
+      const { d, x } = await crypto.subtle.exportKey("jwk", pair.privateKey);
+      stored[name] = { d, x };
+    }
+    return { keys: await MeetingKeys.fromStored(stored), stored };
+  }
+
+  // The keys of `generateStorable`'s `stored`; throws (RosterError, or WebCrypto's own
+  // error) if they are not a pair of 32-byte keys.
+  static async fromStored(stored) {
+    const pairs = [];
+    for (const [name, usages] of [
+      ["X25519", ["deriveBits"]],
+      ["Ed25519", ["sign"]],
+    ]) {
+      const { d, x } = stored?.[name] ?? {};
+      const publicRaw = b64urlDecode(x);
+      if (b64urlDecode(d)?.length !== 32 || publicRaw?.length !== PUBLIC_KEY_SIZE) {
+        throw new RosterError("stored keys are 32 bytes each");
+      }
+      const jwk = { kty: "OKP", crv: name, d, x };
+      const privateKey = await crypto.subtle.importKey("jwk", jwk, { name }, false, usages);
+      pairs.push({ privateKey, publicRaw });
+    }
+    return new MeetingKeys(...pairs);
+  }
+
   // Fixed keys, for test vectors.
   static async fromPrivateBytesForTests(x25519, ed25519) {
     return new MeetingKeys(

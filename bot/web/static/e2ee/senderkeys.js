@@ -88,6 +88,9 @@ const DEFAULTS = Object.freeze({
   maxRatchetGap: DEFAULT_MAX_RATCHET_GAP,
   // For tests that need fixed keys; real use keeps crypto.getRandomValues.
   randomBytes,
+  // A page reloaded mid-meeting starts above every generation it sent before: the others
+  // refuse a key older than one they hold from it (section 4.6, step 7).
+  firstGeneration: 0,
 });
 
 // One participant's own sending key and the keys it holds for the other senders.
@@ -101,7 +104,7 @@ export class SenderKeys {
     }
     const params = suiteParams(suite);
     const first = new SenderKey(
-      new KeyId(senderIndex, 0, 0),
+      new KeyId(senderIndex, settings.firstGeneration, 0),
       suite,
       settings.randomBytes(params.nh),
     );

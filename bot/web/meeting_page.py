@@ -1,0 +1,61 @@
+"""The page a join link opens: the browser meeting client (``static/meeting.html``).
+
+The page is the same for every room: its script reads the room from the path and the invite
+key from the fragment, which browsers never send, so nothing secret ever reaches this handler.
+Its policy lets the page load only this server's own files and talk only to this server
+(``connect-src`` names the websocket origin explicitly: not every browser counts ``ws:`` and
+``wss:`` under ``'self'``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from bot.core.links import is_id
+
+STATIC_DIR = Path(__file__).parent / "static"
+PAGE = STATIC_DIR / "meeting.html"
+
+# A Host header that can be an origin: a DNS name or address and a port, nothing that could
+# end the directive or start another one.
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
+
+
+@functools.cache
+def page_bytes() -> bytes:
+    return PAGE.read_bytes()
+
+
+def meeting_csp(request: web.Request, base_url: str) -> str:
+    """The page's policy: this server's files only, and its websocket."""
+    connect = "'self'"
+    host = request.host
+    if _HOST.fullmatch(host):
+        secure = request.secure or urlsplit(base_url).scheme == "https"
+        connect += f" {'wss' if secure else 'ws'}://{host}"
+    return (
+        f"default-src 'none'; script-src 'self'; worker-src 'self'; connect-src {connect}; "
+        "style-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+
+
+def meeting_handler(base_url: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def meeting_page(request: web.Request) -> web.Response:
+        if not is_id(request.match_info["room_id"]):
+            raise web.HTTPNotFound(text="No such meeting link.")
+        response = web.Response(body=page_bytes(), content_type="text/html", charset="utf-8")
+        response.headers["Content-Security-Policy"] = meeting_csp(request, base_url)
+        # Camera, microphone and screen capture for this page only, never for a frame.
+        response.headers["Permissions-Policy"] = (
+            "camera=(self), microphone=(self), display-capture=(self), speaker-selection=(self)"
+        )
+        return response
+
+    return meeting_page

@@ -1,0 +1,141 @@
+// The participant's media: one peer connection to the room's relay worker (docs/PROTOCOL.md
+// section 6, "Media negotiation"), as bot/client/media.py.
+//
+// The client offers once: one sendonly Opus line and one sendonly VP8 line, present even
+// without a microphone or camera, so that either can be switched on later (replaceTrack on the
+// same sender) without the offer the relay would not take. After that only the relay offers,
+// to add or stop the other participants' tracks. Every frame sent or received goes through the
+// frame worker (frames.js): encrypted before packetization, decrypted before decoding.
+// ICE servers come from configuration only; there are none by default and never a public one.
+
+const CODECS = Object.freeze({
+  // VP8 and Opus only: the clear-prefix profile (section 2) covers these. RTX is VP8's
+  // retransmission stream, not a codec of its own.
+  audio: (c) => c.mimeType.toLowerCase() === "audio/opus",
+  video: (c) => ["video/vp8", "video/rtx"].includes(c.mimeType.toLowerCase()),
+});
+const GATHERING_TIMEOUT_MS = 5000;
+
+// RTP header extensions this client offers, with the ids the relay's own offers use (aiortc's
+// defaults, plus transport-wide congestion control): ids must not change within a session
+// (RFC 8285 section 6), and a browser refuses a relay re-offer that renumbers one. Any other
+// extension the browser would offer is left out; the relay forwards none of them.
+export const EXTENSION_IDS = Object.freeze({
+  "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
+  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
+  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
+  "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01": 5,
+});
+
+// The offer with its a=extmap lines renumbered (or dropped) by EXTENSION_IDS.
+export function withRelayExtensionIds(sdp) {
+  const lines = sdp.split("\r\n").flatMap((line) => {
+    const match = /^a=extmap:\d+(\/\w+)? (\S+)(.*)$/.exec(line);
+    if (match === null) return [line];
+    const [, direction = "", uri, rest] = match;
+    const id = Object.hasOwn(EXTENSION_IDS, uri) ? EXTENSION_IDS[uri] : null;
+    return id === null ? [] : [`a=extmap:${id}${direction} ${uri}${rest}`];
+  });
+  return lines.join("\r\n");
+}
+
+// The codecs this browser can send for `kind`, restricted to the profile's.
+export function preferredCodecs(kind) {
+  return RTCRtpSender.getCapabilities(kind).codecs.filter(CODECS[kind]);
+}
+
+export class MediaSession {
+  // `iceServers` from configuration (empty by default); `onTrack(owner, kind, track)` for each
+  // track the relay forwards, `owner` being the participant id its msid names.
+  constructor({ frames, iceServers = [], onTrack }) {
+    this._frames = frames;
+    this._onTrack = onTrack;
+    this.pc = new RTCPeerConnection({
+      iceServers,
+      bundlePolicy: "max-bundle",
+      ...frames.rtcConfiguration,
+    });
+    this._senders = {};
+    this._owners = new Map(); // mid -> participant id
+    this.pc.addEventListener("track", (event) => this._track(event));
+  }
+
+  // The one offer: `tracks` is {audio, video}, each a MediaStreamTrack or null.
+  async offer(tracks) {
+    for (const kind of ["audio", "video"]) {
+      const transceiver = this.pc.addTransceiver(tracks[kind] ?? kind, { direction: "sendonly" });
+      transceiver.setCodecPreferences(preferredCodecs(kind));
+      this._frames.attachSender(transceiver.sender, kind);
+      this._senders[kind] = transceiver.sender;
+    }
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription({ type: "offer", sdp: withRelayExtensionIds(offer.sdp) });
+    return this._described();
+  }
+
+  acceptAnswer(answer) {
+    return this.pc.setRemoteDescription(answer);
+  }
+
+  // The relay renegotiates when people come and go.
+  async answerOffer(offer) {
+    await this.pc.setRemoteDescription(offer);
+    await this.pc.setLocalDescription();
+    return this._described();
+  }
+
+  // What this client sends on one line: a track, or null for nothing.
+  setTrack(kind, track) {
+    return this._senders[kind]?.replaceTrack(track ?? null);
+  }
+
+  // The relay takes no trickled candidates: every one must be in the description.
+  async _described() {
+    if (this.pc.iceGatheringState !== "complete") {
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, GATHERING_TIMEOUT_MS);
+        const done = () => {
+          if (this.pc.iceGatheringState !== "complete") return;
+          clearTimeout(timer);
+          this.pc.removeEventListener("icegatheringstatechange", done);
+          resolve();
+        };
+        this.pc.addEventListener("icegatheringstatechange", done);
+      });
+    }
+    const { type, sdp } = this.pc.localDescription;
+    return { type, sdp };
+  }
+
+  _track({ track, streams, receiver, transceiver }) {
+    // The relay names each forwarded stream after its participant (msid "<id> <id>-<kind>").
+    const owner = streams[0]?.id ?? "";
+    this._owners.set(transceiver.mid, owner);
+    this._frames.attachReceiver(receiver, track.kind, owner);
+    this._onTrack(owner, track.kind, track);
+  }
+
+  // Per participant id: video frames decoded and the audio level (0..1) of what it sends.
+  async receiving() {
+    const found = new Map();
+    const stats = await this.pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      const owner = this._owners.get(s.mid);
+      if (owner === undefined) return;
+      const mine = found.get(owner) ?? { framesDecoded: 0, audioLevel: 0, frameHeight: 0 };
+      if (s.kind === "video") {
+        mine.framesDecoded += s.framesDecoded ?? 0;
+        mine.frameHeight = Math.max(mine.frameHeight, s.frameHeight ?? 0);
+      } else {
+        mine.audioLevel = Math.max(mine.audioLevel, s.audioLevel ?? 0);
+      }
+      found.set(owner, mine);
+    });
+    return found;
+  }
+
+  close() {
+    this.pc.close();
+  }
+}

@@ -1,0 +1,257 @@
+"""Browsers meet for real: the meeting page in headless Chromium (fake camera and microphone),
+`conclave join` as a process, the real server in this process and a real relay worker process,
+all on loopback. What each side decodes was encrypted by the other's own code: the relay only
+forwards, and every page counts the frames that failed to decrypt (none may)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser
+
+from tests.browser.meeting_tabs import Tab, open_tab, screenshot_dir, until
+from tests.media.test_three_party import audio_seconds, video_frames
+from tests.support.meeting import make_meeting
+from tests.support.proc import BotProcess, conclave_env
+from tests.support.server import Running
+
+pytestmark = pytest.mark.slow
+
+CODE_LINE = re.compile(r"^security code: (\d{5}(?: \d{5}){5})$")
+JOINED_LINE = re.compile(r"^joined .* participant (\S+)$")
+PYTHON_SECONDS = 20  # long enough for both pages to see it and for its recordings
+
+
+@asynccontextmanager
+async def tabs(
+    browser: Browser, server: Running, links: dict[str, str]
+) -> AsyncIterator[dict[str, Tab]]:
+    async with AsyncExitStack() as stack:
+        opened = {
+            who: await stack.enter_async_context(open_tab(browser, server.base_url, who, link))
+            for who, link in links.items()
+        }
+        yield opened
+        for tab in opened.values():
+            assert tab.problems() == [], (tab.who, tab.problems())
+
+
+def conclave_join(tmp_path: Path, link: str) -> BotProcess:
+    """`conclave join -` recording what it receives; the link goes in on standard input."""
+    args = ["join", "-", "--duration", str(PYTHON_SECONDS), "--record", str(tmp_path / "rec")]
+    env = conclave_env(0, tmp_path / "unused.db")
+    client = BotProcess(args, env, tmp_path, tmp_path / "join.stderr")
+    client.send(link)
+    client.close_stdin()
+    return client
+
+
+def drained(client: BotProcess) -> list[str]:
+    """Every line the client printed, once it has exited."""
+    with contextlib.suppress(AssertionError):  # end of output
+        client.stdout.wait_for(lambda line: False, timeout=10)
+    return client.stdout.lines
+
+
+async def counts(tab: Tab) -> dict[str, Any]:
+    found: dict[str, Any] = (await tab.report())["counts"]
+    return found
+
+
+async def test_two_browsers_and_conclave_join_meet_end_to_end_encrypted(
+    browser: Browser, relay_server: Running, tmp_path: Path
+) -> None:
+    meeting = await make_meeting(relay_server, "ana", "ben", topic="Weekly sync")
+    links = {w: meeting.invites[w].link.reveal() for w in ("hana", "ana")}
+    shots = screenshot_dir(tmp_path)
+    async with tabs(browser, relay_server, links) as pages:
+        hana, ana = pages["hana"], pages["ana"]
+        await hana.until_screen("screen-prejoin")
+        await hana.page.screenshot(path=shots / "prejoin.png")
+        for tab in (hana, ana):
+            await tab.join()
+            await tab.until_screen("screen-meeting")
+        client = conclave_join(tmp_path, meeting.invites["ben"].link.reveal())
+        try:
+            joined = await asyncio.to_thread(
+                client.stdout.wait_for, lambda line: JOINED_LINE.match(line) is not None, 30
+            )
+            match = JOINED_LINE.match(joined)
+            assert match is not None
+            ids = {
+                "hana": (await hana.report())["participantId"],
+                "ana": (await ana.report())["participantId"],
+                "ben": match[1],
+            }
+            # Each page decodes video from both others: encrypted by the other page's worker
+            # or by the Python client, forwarded by the relay, decrypted by its own worker.
+            for me, tab in pages.items():
+                for other, pid in ids.items():
+                    if other != me:
+                        await tab.until_decoding(pid, frames=30)
+
+            async def all_three_coded() -> bool:
+                reports = [await t.report() for t in pages.values()]
+                return all(len(r["roster"]) == 3 and r["code"] for r in reports)
+
+            await until(all_three_coded, "both pages to show a code for all three")
+            page_codes = {who: (await t.report())["code"] for who, t in pages.items()}
+            shown = await hana.page.locator("#security-code").get_attribute("data-code")
+            assert shown == page_codes["hana"]
+            await hana.page.screenshot(path=shots / "meeting.png")
+            for tab in pages.values():
+                seen = await counts(tab)
+                assert seen["decrypted"] > 0
+                assert seen["dropped"] == 0, (tab.who, seen)
+                assert seen["misattributed"] == 0, (tab.who, seen)
+            exit_code = await asyncio.to_thread(client.proc.wait, PYTHON_SECONDS + 30)
+            assert exit_code == 0, client.stderr_text()[-2000:]
+            lines = await asyncio.to_thread(drained, client)
+        finally:
+            client.close()
+
+    # All three showed the same code while all three were there.
+    python_codes = []
+    roster_size = 0
+    for line in lines:
+        if line.startswith("roster: "):
+            roster_size = line.count("(")
+        elif (code := CODE_LINE.match(line)) and roster_size == 3:
+            python_codes.append(code[1])
+    assert python_codes, lines
+    assert set(page_codes.values()) == {python_codes[-1]}, (page_codes, python_codes)
+    # (The newcomer may drop frames sent in its first second: they are under keys from before
+    # it came, which it is never given. The pages were there first: they dropped none.)
+    assert lines[-1].startswith("frames decrypted: "), lines[-1]
+
+    # The Python client recorded decodable video and audio from both browsers.
+    folder = tmp_path / "rec"
+    for who in ("Hana", "Ana"):
+        (video,) = folder.glob(f"{who}-*.video.webm")
+        (audio,) = folder.glob(f"{who}-*.audio.wav")
+        assert video_frames(video) >= 30, video
+        assert audio_seconds(audio) >= 2.0, audio
+    assert (shots / "prejoin.png").stat().st_size > 0
+    assert (shots / "meeting.png").stat().st_size > 0
+
+
+async def press(tab: Tab, selector: str) -> None:
+    """Press a button by keyboard, as someone who does not use a mouse would."""
+    button = tab.page.locator(selector)
+    await button.wait_for(state="visible")
+    await button.focus()
+    await tab.page.keyboard.press("Enter")
+
+
+async def keeps_decoding(tab: Tab, participant_id: str, more: int = 30) -> None:
+    start = await tab.decoded_from(participant_id)
+
+    async def more_frames() -> bool:
+        return await tab.decoded_from(participant_id) >= start + more
+
+    await until(more_frames, f"{tab.who} to keep decoding {participant_id}")
+
+
+async def test_the_host_removes_a_participant_and_the_others_keep_decoding(
+    browser: Browser, relay_server: Running
+) -> None:
+    meeting = await make_meeting(relay_server, "ana", "ben")
+    links = {w: meeting.invites[w].link.reveal() for w in ("hana", "ana", "ben")}
+    async with tabs(browser, relay_server, links) as pages:
+        for tab in pages.values():
+            await tab.join()
+        ids = {}
+        for who, tab in pages.items():
+            await tab.until_screen("screen-meeting")
+            ids[who] = (await tab.report())["participantId"]
+        hana, ana, ben = pages["hana"], pages["ana"], pages["ben"]
+        await hana.until_decoding(ids["ana"])
+        await ana.until_decoding(ids["hana"])
+        await ben.until_decoding(ids["hana"])
+        three = (await hana.report())["code"]
+        for tab in pages.values():
+            assert (await counts(tab))["dropped"] == 0, tab.who
+
+        await press(hana, f'#roster-list li[data-participant="{ids["ben"]}"] button')
+        await ben.until_screen("screen-page")
+        assert await ben.text("#page-title") == "You were removed from the meeting"
+        assert await ben.text("#page-sentence") == "The host removed you from the meeting."
+
+        # The two who stay rotate their keys (the removed one gets none of the new ones) and
+        # keep decoding each other; their code changes, and they are told.
+        async def code_for_two() -> bool:
+            reports = [await t.report() for t in (hana, ana)]
+            return all(len(r["roster"]) == 2 and r["code"] for r in reports)
+
+        await until(code_for_two, "the code for the two who stay")
+        codes = {(await t.report())["code"] for t in (hana, ana)}
+        assert len(codes) == 1 and three not in codes
+        await keeps_decoding(hana, ids["ana"])
+        await keeps_decoding(ana, ids["hana"])
+        assert await ana.page.locator("#code-changed").is_visible()
+        # (Frames the removed one sent just before are dropped: its keys are deleted at once.)
+        for tab, other in ((hana, ids["ana"]), (ana, ids["hana"])):
+            seen = await counts(tab)
+            assert seen["received"][other]["dropped"] == 0, (tab.who, seen)
+            assert seen["misattributed"] == 0, (tab.who, seen)
+
+        # The host ends the meeting for everyone, confirming once.
+        await press(hana, "#btn-end")
+        await press(hana, "#btn-end-confirm")
+        for tab in (hana, ana):
+            await tab.until_screen("screen-page")
+            assert await tab.text("#page-title") == "The meeting has ended"
+            assert (await tab.text("#page-sentence")).startswith("The meeting has ended")
+
+
+ONLY_ENCODED_STREAMS = "delete globalThis.RTCRtpScriptTransform;"
+
+
+async def test_a_guest_waits_in_the_lobby_until_the_host_admits_it(
+    browser: Browser, relay_server: Running
+) -> None:
+    """The guest's browser lacks RTCRtpScriptTransform, so its frames go through
+    createEncodedStreams: the other way to encrypt, with the same worker and keys."""
+    meeting = await make_meeting(relay_server, "ana", lobby=True)
+    async with AsyncExitStack() as stack:
+        hana = await stack.enter_async_context(
+            open_tab(browser, relay_server.base_url, "hana", meeting.invites["hana"].link.reveal())
+        )
+        await hana.join()
+        await hana.until_screen("screen-meeting")
+        ana = await stack.enter_async_context(
+            open_tab(
+                browser,
+                relay_server.base_url,
+                "ana",
+                meeting.invites["ana"].link.reveal(),
+                ONLY_ENCODED_STREAMS,
+            )
+        )
+        await ana.until_screen("screen-prejoin")
+        await ana.page.locator("#prejoin-lobby").wait_for(state="visible")
+        assert await ana.text("#prejoin-lobby") == "Waiting for the host to let you in."
+        await ana.join()  # pressed while waiting: goes in once admitted
+        await asyncio.sleep(1.0)
+        assert await ana.screen() == "screen-prejoin"  # still waiting
+        assert len((await hana.report())["roster"]) == 1  # and in nobody's roster
+
+        ana_id = (await ana.report())["participantId"]
+        await press(hana, f'#lobby-list li[data-participant="{ana_id}"] button')
+        await ana.until_screen("screen-meeting")
+        hana_id = (await hana.report())["participantId"]
+        await ana.until_decoding(hana_id)
+        await hana.until_decoding(ana_id)
+        assert (await ana.report())["transform"] == "streams"
+        assert (await hana.report())["transform"] == "script"
+        for tab in (hana, ana):
+            seen = await counts(tab)
+            assert seen["dropped"] == 0 and seen["misattributed"] == 0, (tab.who, seen)
+            assert tab.problems() == [], (tab.who, tab.problems())
