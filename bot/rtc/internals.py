@@ -1,14 +1,14 @@
 """Every use of aiortc's and aioice's private internals in Conclave, in one place.
 
 aiortc has no public API for what an SFU and an end-to-end-encrypting client need: taking RTP
-packets before the jitter buffer, sending RTP that was not produced by its own packetizer,
-transforming encoded frames before the decoder, learning about key-frame requests when the
-track yields packets, choosing the ICE host addresses, or bounding what a hostile peer can make
-the relay keep and do. Each hook below reaches into one or two private attributes of the pinned
-aiortc and aioice releases (``AIORTC_VERSION``); what is decided with them is plain Python
-elsewhere in ``bot.rtc``. ``tests/rtc/test_internals.py`` has one test per hook that fails,
-naming the attribute, when an upgrade moves it; ``check_internals()`` runs the same attribute
-checks at worker start-up, so a mismatched install fails with a sentence, not mid-call.
+packets before the jitter buffer (and sending their REMB), sending RTP that was not produced by
+its own packetizer, transforming encoded frames before the decoder, learning about key-frame
+requests when the track yields packets, choosing the ICE host addresses, or bounding what a
+hostile peer can make the relay keep and do. Each hook below reaches into one or two private
+attributes of the pinned aiortc and aioice releases (``AIORTC_VERSION``); what is decided with
+them is plain Python elsewhere in ``bot.rtc``. ``tests/rtc/test_internals.py`` has one test per
+hook that fails, naming the attribute, when an upgrade moves it; ``check_internals()`` runs
+the same checks at worker start-up, so a mismatched install fails with a sentence, not mid-call.
 
 Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
 (``_RTCRtpSender__x``): that is what they are called on the instance.
@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import aioice.ice
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, rtp
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
@@ -51,8 +51,10 @@ _RECEIVER_ATTRS: Final = (
     "_enabled",
     "_handle_rtp_packet",
     "_handle_rtcp_packet",
+    "_send_rtcp",
     "_send_rtcp_pli",
     "_send_rtcp_nack",
+    "_RTCRtpReceiver__rtcp_ssrc",
     "_RTCRtpReceiver__codecs",
     "_RTCRtpReceiver__rtx_ssrc",
     "_RTCRtpReceiver__remote_streams",
@@ -207,19 +209,17 @@ class ReceiverTables:
 
 
 def take_rtp(
-    receiver: RTCRtpReceiver, handler: Callable[[RtpPacket], Awaitable[None]]
+    receiver: RTCRtpReceiver, handler: Callable[[RtpPacket, int], Awaitable[None]]
 ) -> ReceiverTables:
-    """Hand each RTP packet to ``handler`` instead of the depayloader, jitter buffer and decoder.
-
-    The transport awaits ``receiver._handle_rtp_packet(packet, arrival_time_ms)``, looked up on
-    the instance; packets arriving once the receiver stopped (``_enabled``) are ignored, as the
-    stock method ignores them. The handler takes on what the stock method did with the tables.
-    """
+    """Hand each RTP packet and its arrival time (ms) to ``handler`` instead of the transport's
+    ``receiver._handle_rtp_packet`` (looked up on the instance): no estimator, depayloader, jitter
+    buffer or decoder. The handler takes on the stock work with the tables, and REMB
+    (``send_remb``). Packets arriving once the receiver stopped (``_enabled``) are ignored."""
     r = _private(receiver)
 
     async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
         if r._enabled:
-            await handler(packet)
+            await handler(packet, arrival_time_ms)
 
     r._handle_rtp_packet = handle
     return ReceiverTables(
@@ -245,6 +245,14 @@ def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int, int
 async def request_keyframe(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
     """Send an RTCP PLI for ``media_ssrc`` through this receiver (``_send_rtcp_pli``)."""
     await _private(receiver)._send_rtcp_pli(media_ssrc)
+
+
+async def send_remb(receiver: RTCRtpReceiver, bitrate: int, ssrcs: list[int]) -> None:
+    """Send an RTCP REMB from the receiver's RTCP SSRC (``__rtcp_ssrc``, ``_send_rtcp``)."""
+    r = _private(receiver)
+    if (ssrc := r._RTCRtpReceiver__rtcp_ssrc) is not None:
+        fci = rtp.pack_remb_fci(bitrate, ssrcs)
+        await r._send_rtcp(rtp.RtcpPsfbPacket(rtp.RTCP_PSFB_APP, ssrc, media_ssrc=0, fci=fci))
 
 
 async def request_retransmission(

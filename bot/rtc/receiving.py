@@ -12,6 +12,7 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RtpPacket, unwrap_rtx
 
 from bot.rtc import internals
+from bot.rtc.bandwidth import UplinkFeedback
 from bot.rtc.nack import BoundedNackGenerator
 
 log = logging.getLogger(__name__)
@@ -24,10 +25,11 @@ class ReceiverTap:
     """Takes over an RTCRtpReceiver's incoming RTP: no depayloading, jitter buffer or decoding.
 
     What the stock handling does that the relay still needs is kept: per-SSRC statistics (the
-    receiver's RTCP task sends receiver reports from them), RTX unwrapping and NACK generation.
-    Sender reports are passed on to ``on_sender_report``. Given ``ssrcs`` (the stream's media
-    and RTX SSRCs), packets with any other SSRC are dropped before they get statistics of their
-    own.
+    receiver's RTCP task sends receiver reports from them), RTX unwrapping, NACK generation,
+    and for video the bandwidth feedback (REMB, ``bandwidth.UplinkFeedback``) without which a
+    browser's camera climbs from its start rate only slowly. Sender reports are passed on to
+    ``on_sender_report``. Given ``ssrcs`` (the stream's media and RTX SSRCs), packets with any
+    other SSRC are dropped before they get statistics of their own.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class ReceiverTap:
         self._on_packet = on_packet
         self._is_rtx: dict[int, bool] = {}
         self._nack = BoundedNackGenerator() if kind == "video" else None
+        self.uplink = UplinkFeedback() if kind == "video" else None
         tables = internals.take_rtp(receiver, self._handle_rtp)
         self._codecs = tables.codecs
         self._rtx_ssrc = tables.rtx_ssrc
@@ -57,10 +60,16 @@ class ReceiverTap:
             task = asyncio.ensure_future(internals.request_keyframe(self.receiver, self.media_ssrc))
             task.add_done_callback(_log_failure)
 
-    async def _handle_rtp(self, packet: RtpPacket) -> None:
+    async def _handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         codec = self._codecs.get(packet.payload_type)
         if codec is None or (self._ssrcs is not None and packet.ssrc not in self._ssrcs):
             return
+        if self.uplink is not None:
+            # Every packet counts, padding-only probes and retransmissions too: all of it
+            # crossed the publisher's uplink.
+            remb = self.uplink.add(packet, arrival_time_ms)
+            if remb is not None:
+                await internals.send_remb(self.receiver, remb, self.uplink.ssrcs)
         stream = self._streams.get(packet.ssrc)
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)

@@ -18,12 +18,13 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aiohttp import web
-from aiortc import RTCRtpReceiver, RTCSessionDescription
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
 from bot.relay import control
 from bot.relay.tickets import (
@@ -131,6 +132,24 @@ def unseal(kind: str, data: bytes) -> bytes | None:
 # --- fake client --------------------------------------------------------------------------------
 
 
+def record_remb(sender: RTCRtpSender, into: list[tuple[int, list[int]]]) -> None:
+    """Note each REMB (bit/s, SSRCs) that reaches ``sender``, before its stock handling.
+
+    Test-only, like tests/support/rtc.py: ``RTCRtpSender._handle_rtcp_packet`` is looked up on
+    the instance, and the stock one only passes REMB to an encoder, which a sender of
+    already-encoded frames does not have.
+    """
+    s: Any = sender
+    stock = s._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            into.append(unpack_remb_fci(packet.fci))
+        await stock(packet)
+
+    s._handle_rtcp_packet = handle
+
+
 @dataclass
 class Received:
     frames: list[bytes] = field(default_factory=list)  # as the receive transform saw them
@@ -150,6 +169,7 @@ class FakeClient:
         self.sent: dict[str, list[bytes]] = {"video": [], "audio": []}
         self.received: dict[tuple[str, str], Received] = {}
         self.keyframe_requests = 0
+        self.remb: list[tuple[int, list[int]]] = []  # (bit/s, SSRCs) of each REMB the relay sent
         self._want_keyframe = True
         self._tasks: list[asyncio.Task[None]] = []
         self._tracks: dict[str, EncodedTrack] = {}
@@ -163,6 +183,7 @@ class FakeClient:
                 self._tracks[kind] = track
                 if kind == "video":
                     on_keyframe_request(transceiver.sender, self._on_keyframe_request)
+                    record_remb(transceiver.sender, self.remb)
         self.pc.on("track", self._on_track)
 
     def _on_keyframe_request(self) -> None:
@@ -238,6 +259,24 @@ class FakeClient:
 # --- fake core ----------------------------------------------------------------------------------
 
 
+class Participant(Protocol):
+    """What the fake core drives: a FakeClient, or a browser page (tests/browser)."""
+
+    name: str
+    joined: asyncio.Event
+    negotiating: asyncio.Lock
+
+    async def offer(self) -> dict[str, str]: ...
+
+    async def accept_answer(self, answer: dict[str, str]) -> None: ...
+
+    async def answer_offer(self, offer: dict[str, str]) -> dict[str, str]: ...
+
+    def start_media(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class FakeCore:
     """The core's side of the control channel, as a test double over a real websocket."""
 
@@ -248,7 +287,7 @@ class FakeCore:
         self.ready = asyncio.Event()
         self.sent_to_worker: list[dict[str, Any]] = []
         self.from_worker: list[dict[str, Any]] = []
-        self.clients: dict[str, FakeClient] = {}
+        self.clients: dict[str, Participant] = {}
         self._nonces = NonceCache()
         self._ws: web.WebSocketResponse | None = None
         self._next_id = 0
@@ -331,7 +370,7 @@ class FakeCore:
         await self._send({"type": kind, "id": self._next_id, **fields})
         return await asyncio.wait_for(future, 20)
 
-    async def join(self, room: str, client: FakeClient, media: bool = True) -> None:
+    async def join(self, room: str, client: Participant, media: bool = True) -> None:
         """Join ``client``; with ``media`` it starts sending frames once it has the answer."""
         self.clients[client.name] = client
         result = await self.request(

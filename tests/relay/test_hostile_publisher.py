@@ -135,6 +135,7 @@ async def test_random_ssrcs_leave_no_state_behind(worker: StartWorker) -> None:
     ben = await honest_meeting(core)
     mal = await connected_attacker(core, relay, media=True)
     client = core.clients["mal"]
+    assert isinstance(client, FakeClient)
     await eventually(lambda: mal.published["video"].tap.media_ssrc is not None, "mal's video")
     offered = check_offer(client.pc.localDescription.sdp)
     allowed = {ssrc for ssrcs in offered.sources.values() for ssrc in ssrcs}
@@ -233,6 +234,7 @@ async def test_a_publisher_over_the_rate_is_capped_alone(worker: StartWorker) ->
     ben = await honest_meeting(core)
     mal = await connected_attacker(core, relay, media=False)
     client = core.clients["mal"]
+    assert isinstance(client, FakeClient)
     offered = check_offer(client.pc.localDescription.sdp)
     pt = payload_type(client.pc.localDescription.sdp, "video")
     ssrc = offered.sources["video"][0]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -16,6 +17,7 @@ from bot.config import RelaySettings
 from bot.relay import control
 from bot.relay.tracks import vp8_starts_key_frame
 from bot.relay.worker import run_worker
+from bot.rtc.bandwidth import MAX_PUBLISH_BITRATE
 from bot.rtc.internals import request_keyframe
 from bot.secret import Secret
 from tests.relay.relay_fakes import (
@@ -222,3 +224,30 @@ async def test_joins_that_cross_subscribe_each_pair_once(
 def _frames_from(sub: FakeClient, pub: str, kind: str, frames: int) -> bool:
     got = sub.received.get((pub, kind))
     return got is not None and len(got.frames) >= frames
+
+
+async def test_a_publisher_gets_remb_from_the_relay(
+    started: Callable[[Secret], Awaitable[FakeCore]],
+) -> None:
+    """The relay's answer negotiates goog-remb and abs-send-time, and it reports the
+    publisher's uplink in REMB: its ceiling at once, then what it measured (aiortc's client
+    sends ~100 kbit/s of video here). Without it a browser's camera climbs from its start rate
+    only slowly (tests/browser/test_browser_bandwidth.py)."""
+    core = await started(SECRET)
+    await asyncio.wait_for(core.ready.wait(), 20)
+    ana, watcher = FakeClient("ana"), FakeClient("watcher", publish=False)
+    await core.join("r3", ana)
+    await core.join("r3", watcher)
+    answer = ana.pc.remoteDescription.sdp
+    video = answer[answer.index("m=video") :]
+    assert re.search(r"^a=rtcp-fb:\d+ goog-remb\r?$", video, re.M), video
+    assert re.search(r"^a=extmap:\d+ \S+/abs-send-time\r?$", video, re.M), video
+
+    video_ssrc = next(t.sender._ssrc for t in ana.pc.getTransceivers() if t.kind == "video")
+    await eventually(lambda: bool(ana.remb), "a REMB reached ana's video sender")
+    assert ana.remb[0][0] == MAX_PUBLISH_BITRATE
+    await eventually(
+        lambda: ana.remb[-1][0] < MAX_PUBLISH_BITRATE, "a REMB with the measured uplink"
+    )
+    assert 20_000 < ana.remb[-1][0] < 1_000_000, ana.remb
+    assert all(video_ssrc in ssrcs for _, ssrcs in ana.remb), ana.remb

@@ -21,7 +21,7 @@ import aioice.ice
 import aiortc
 import pytest
 from aioice import stun
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtp import RTCP_RTPFB_NACK, RTP_HISTORY_SIZE, RtcpRtpfbPacket, RtpPacket
 
@@ -33,7 +33,7 @@ from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.rtc.receiving import ReceiverTap
 from bot.rtc.sending import SenderTap, SilentTrack
 from bot.secret import Secret
-from tests.relay.relay_fakes import eventually
+from tests.relay.relay_fakes import eventually, record_remb
 from tests.support.rtc import EncodedTrack, ssrc_state, tap_receiver_rtp
 
 KEY_FRAME = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + os.urandom(2500)
@@ -236,6 +236,34 @@ async def test_receiver_tap_takes_rtp_packets(pair: Callable[..., Any]) -> None:
         tap.send_pli()
         await eventually(lambda: bool(calls), "the tap's PLI reached the sender")
         await eventually(lambda: bool(reports), "a sender report came through the RTCP hook")
+
+
+async def test_take_rtp_gives_arrival_times_and_send_remb_reaches_the_sender(
+    pair: Callable[..., Any],
+) -> None:
+    """take_rtp hands each packet over with its arrival time (aiortc's clock, ms), which the
+    REMB estimator needs; RTCRtpReceiver.__rtcp_ssrc and _send_rtcp carry the REMB back."""
+    arrivals: list[tuple[int, int]] = []  # (arrival ms, aiortc's clock when handled)
+
+    async def handler(packet: RtpPacket, arrival_time_ms: int) -> None:
+        arrivals.append((arrival_time_ms, clock.current_ms()))
+
+    def on_receiver(receiver: RTCRtpReceiver) -> None:
+        for name in ("_send_rtcp", "_RTCRtpReceiver__rtcp_ssrc"):
+            assert hasattr(receiver, name), f"RTCRtpReceiver.{name} is gone"
+        internals.take_rtp(receiver, handler)
+
+    track = EncodedTrack("video")
+    p = await pair(track, on_receiver)
+    remb: list[tuple[int, list[int]]] = []
+    record_remb(p.sending.sender, remb)
+    async with pumping(track):
+        await eventually(lambda: len(arrivals) >= 10, "packets arrived")
+        assert all(0 <= handled - arrived < 5000 for arrived, handled in arrivals), arrivals[:3]
+        ssrc = p.sending.sender._ssrc
+        await internals.send_remb(p.receiving[0], 1_000_000, [ssrc])
+        await eventually(lambda: bool(remb), "the REMB reached the sender")
+    assert remb == [(1_000_000, [ssrc])]
 
 
 async def test_sender_tap_sends_foreign_packets(pair: Callable[..., Any]) -> None:

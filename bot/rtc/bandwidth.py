@@ -1,0 +1,84 @@
+"""How fast the relay lets a publisher send video: REMB from its own measure of the uplink.
+
+A WebRTC video sender sends no faster than its bandwidth estimate. Chromium starts it at 300
+kbit/s; with neither REMB nor transport-wide congestion control feedback from the receiver,
+only the loss in receiver reports moves it, by 8 % a second at best (about 950 kbit/s after
+15 s), and meanwhile a demanding picture is sent at a lower resolution. aiortc's own receiver
+measures the uplink from the abs-send-time header extension (``aiortc.rate``, a port of
+libwebrtc's receive-side estimator) and reports it in REMB, but the relay takes packets before
+that code runs (``receiving.ReceiverTap``), so the measuring is done here, with that estimator.
+
+The REMB says ``min(MAX_PUBLISH_BITRATE, estimate)``. The estimator has no estimate for its
+first three seconds (it first measures what arrives); until then the REMB is the ceiling alone:
+the most the relay takes from one publisher, a budget and not a measurement. Chromium takes a
+REMB that arrives in its first two seconds without loss as its start rate, so a camera starts
+at the rate its picture needs (up to the ceiling); then REMB only caps Chromium's estimate,
+which still backs off on loss, and the estimate holds it to what the uplink was seen to carry.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtp import RtpPacket
+
+# The relay's ceiling per publisher, in bit/s: above what VP8 needs for 720p conversation
+# video, and what bot.relay.sfu's packet-rate cap is sized for.
+MAX_PUBLISH_BITRATE: Final = 2_500_000
+# Pacing, after libwebrtc's: a value is repeated every REPEAT_MS (a lost REMB costs no more),
+# and sent sooner when it falls below DECREASE_NOW of the last one, but never two within
+# MIN_GAP_MS: whatever a publisher's packets say, it gets at most five REMBs a second.
+REPEAT_MS: Final = 1000
+MIN_GAP_MS: Final = 200
+DECREASE_NOW: Final = 0.97
+
+
+class UplinkFeedback:
+    """The REMB one publisher's video should get, and when to send it."""
+
+    def __init__(self, ceiling: int = MAX_PUBLISH_BITRATE) -> None:
+        self.ceiling = ceiling
+        self.estimate: int | None = None  # the estimator's, once it has one
+        self.last_sent: int | None = None  # the value of the last REMB
+        self.reports = 0  # REMBs sent
+        self._estimator = RemoteBitrateEstimator()
+        self._ssrcs: dict[int, None] = {}
+        self._last_sent_ms: int | None = None
+
+    @property
+    def bitrate(self) -> int:
+        return self.ceiling if self.estimate is None else min(self.ceiling, self.estimate)
+
+    @property
+    def ssrcs(self) -> list[int]:
+        """The SSRCs the REMB is about: those measured so far."""
+        return list(self._ssrcs)
+
+    def add(self, packet: RtpPacket, arrival_time_ms: int) -> int | None:
+        """Measure an arriving packet (media, retransmission or padding) of the publisher's;
+        the bitrate to report now, or None when nothing needs saying yet."""
+        self._ssrcs.setdefault(packet.ssrc)
+        send_time = packet.extensions.abs_send_time
+        if send_time is not None:
+            found = self._estimator.add(
+                arrival_time_ms=arrival_time_ms,
+                abs_send_time=send_time,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            if found is not None:
+                self.estimate = found[0]
+        return self._due(arrival_time_ms)
+
+    def _due(self, now_ms: int) -> int | None:
+        value = self.bitrate
+        if self._last_sent_ms is not None and self.last_sent is not None:
+            elapsed = now_ms - self._last_sent_ms
+            falling = value < DECREASE_NOW * self.last_sent
+            if elapsed < MIN_GAP_MS or (elapsed < REPEAT_MS and not falling):
+                return None
+        self._last_sent_ms = now_ms
+        self.last_sent = value
+        self.reports += 1
+        return value
