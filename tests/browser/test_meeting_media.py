@@ -102,6 +102,11 @@ async def test_two_browsers_and_conclave_join_meet_end_to_end_encrypted(
                 return all(len(r["roster"]) == 3 and r["code"] for r in reports)
 
             await until(all_three_coded, "both pages to show a code for all three")
+
+            async def someone_speaks() -> bool:  # the fake microphones beep
+                return await hana.page.locator("#stage .tile.speaking").count() == 1
+
+            await until(someone_speaks, "the speaker's tile to be highlighted")
             page_codes = {who: (await t.report())["code"] for who, t in pages.items()}
             shown = await hana.page.locator("#security-code").get_attribute("data-code")
             assert shown == page_codes["hana"]
@@ -179,6 +184,13 @@ async def test_the_host_removes_a_participant_and_the_others_keep_decoding(
         for tab in pages.values():
             assert (await counts(tab))["dropped"] == 0, tab.who
 
+        # Lock and unlock: everyone sees it.
+        await press(hana, "#btn-lock")
+        await ana.page.locator("#lock-state").wait_for(state="visible")
+        assert await hana.text("#btn-lock") == "Unlock meeting"
+        await press(hana, "#btn-lock")
+        await ana.page.locator("#lock-state").wait_for(state="hidden")
+
         await press(hana, f'#roster-list li[data-participant="{ids["ben"]}"] button')
         await ben.until_screen("screen-page")
         assert await ben.text("#page-title") == "You were removed from the meeting"
@@ -255,3 +267,94 @@ async def test_a_guest_waits_in_the_lobby_until_the_host_admits_it(
             seen = await counts(tab)
             assert seen["dropped"] == 0 and seen["misattributed"] == 0, (tab.who, seen)
             assert tab.problems() == [], (tab.who, tab.problems())
+
+
+@asynccontextmanager
+async def two_in_a_meeting(
+    browser: Browser, server: Running, ana_script: str | None = None
+) -> AsyncIterator[tuple[Tab, Tab, dict[str, str]]]:
+    """Hana and Ana in a meeting, past Join; their participant ids by name."""
+    meeting = await make_meeting(server, "ana")
+    async with AsyncExitStack() as stack:
+        opened = {}
+        for who, script in (("hana", None), ("ana", ana_script)):
+            link = meeting.invites[who].link.reveal()
+            tab = await stack.enter_async_context(
+                open_tab(browser, server.base_url, who, link, script)
+            )
+            opened[who] = tab
+        ids = {}
+        for who, tab in opened.items():
+            await tab.join()
+            await tab.until_screen("screen-meeting")
+            ids[who] = (await tab.report())["participantId"]
+        yield opened["hana"], opened["ana"], ids
+        for tab in opened.values():
+            assert tab.problems() == [], (tab.who, tab.problems())
+
+
+async def sending(tab: Tab) -> dict[str, Any]:
+    found: dict[str, Any] = (await tab.report())["sending"]
+    return found
+
+
+async def test_screen_share_replaces_the_camera_on_the_same_sender(
+    browser: Browser, relay_server: Running
+) -> None:
+    async with two_in_a_meeting(browser, relay_server) as (hana, ana, ids):
+        await ana.until_decoding(ids["hana"])
+        before = await sending(hana)
+        assert before["video"]["mimeType"] == "video/VP8"
+        assert before["audio"]["mimeType"] == "audio/opus"
+        assert before["config"]["iceServers"] == []  # none unless configured, never public
+        camera = before["video"]["track"]
+
+        await press(hana, "#btn-share")
+
+        async def sharing() -> bool:
+            return str((await sending(hana))["video"]["track"]).startswith("screen")
+
+        await until(sharing, "hana's screen to replace her camera")
+        assert await hana.text("#btn-share") == "Stop sharing"
+        assert (await sending(hana))["lines"] == before["lines"]  # no renegotiation
+        await keeps_decoding(ana, ids["hana"])
+
+        # The browser's own "stop sharing" ends the track: the camera comes back.
+        await hana.page.evaluate(
+            """() => document.querySelector('.tile.self video').srcObject
+                 .getVideoTracks()[0].dispatchEvent(new Event('ended'))"""
+        )
+
+        async def camera_back() -> bool:
+            return bool((await sending(hana))["video"]["track"] == camera)
+
+        await until(camera_back, "hana's camera to come back")
+        assert await hana.text("#btn-share") == "Share screen"
+        await keeps_decoding(ana, ids["hana"])
+        assert (await counts(ana))["dropped"] == 0
+
+
+DENY_DEVICES = """
+navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException("Permission denied", "NotAllowedError"));
+"""
+
+
+async def test_a_guest_who_allows_no_camera_or_microphone_joins_without_them(
+    browser: Browser, relay_server: Running
+) -> None:
+    async with two_in_a_meeting(browser, relay_server, DENY_DEVICES) as (hana, ana, ids):
+        assert await ana.text("#prejoin-devices") == (
+            "You will join without them (camera not allowed, microphone not allowed); "
+            "the others will see your initials."
+        )
+        await ana.until_decoding(ids["hana"])  # she still sees and hears the others
+        sent = await sending(ana)
+        assert sent["video"]["track"] is None and sent["audio"]["track"] is None
+        # Hana sees Ana's initials, and Ana sees Hana's video.
+        ana_tile = hana.page.locator(f'.tile[data-participant="{ids["ana"]}"]')
+        assert await ana_tile.locator(".initials").inner_text() == "A"
+        assert await ana_tile.locator(".initials").is_visible()
+        hana_tile = ana.page.locator(f'.tile[data-participant="{ids["hana"]}"]')
+        await hana_tile.locator("video").wait_for(state="visible")
+        assert not await hana_tile.locator(".initials").is_visible()

@@ -63,7 +63,8 @@ class MeetingPage {
     this.toolbar.setHost(w.role === "host");
     $("meeting-topic").textContent = w.topic || "Meeting";
     if (!first) {
-      this.status("Rejoined the meeting.");
+      $("connection-note").hidden = true;
+      announce("Rejoined the meeting.");
       return;
     }
     await this.local.open();
@@ -109,7 +110,8 @@ class MeetingPage {
   mediaStopped() {}
 
   connectionLost() {
-    this.status("Connection lost; rejoining…");
+    $("connection-note").hidden = false;
+    announce("Connection lost; rejoining…");
   }
 
   ended(kind, sentence, code) {
@@ -146,6 +148,7 @@ class MeetingPage {
     await this.session.updateTracks(kind);
     this.ownVideo();
     this.prejoin.refresh();
+    this.toolbar.refresh(); // e.g. the browser's own "stop sharing" ended the screen share
   }
 
   ownVideo() {
@@ -180,6 +183,7 @@ class MeetingPage {
       roster: this.session.roster,
       counts: await this.frames.counts(),
       receiving: Object.fromEntries(receiving),
+      sending: (await this.session.media?.sending()) ?? null,
     };
   }
 }

@@ -135,6 +135,21 @@ export class MediaSession {
     return found;
   }
 
+  // What goes out, per kind: the negotiated codec and the track on the sender, if any.
+  async sending() {
+    const stats = await this.pc.getStats();
+    const found = {};
+    stats.forEach((s) => {
+      if (s.type !== "outbound-rtp") return;
+      const codec = stats.get(s.codecId);
+      found[s.kind] = { mimeType: codec?.mimeType ?? null, frameHeight: s.frameHeight ?? 0 };
+    });
+    for (const kind of ["audio", "video"]) {
+      found[kind] = { ...found[kind], track: this._senders[kind]?.track?.label ?? null };
+    }
+    return { ...found, lines: this.pc.getTransceivers().length, config: this.pc.getConfiguration() };
+  }
+
   close() {
     this.pc.close();
   }

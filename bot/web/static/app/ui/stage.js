@@ -131,7 +131,8 @@ export class Stage {
       }
       const got = receiving.get(id);
       const decoded = got?.framesDecoded ?? 0;
-      tile.still = decoded > tile.decoded ? 0 : tile.still + 1;
+      // (A new peer connection after a rejoin counts from zero again: any change is news.)
+      tile.still = decoded !== tile.decoded ? 0 : tile.still + 1;
       tile.decoded = decoded;
       tile.showVideo(tile.still < STILL_TICKS);
       const level = got?.audioLevel ?? 0;
