@@ -82,12 +82,20 @@ class Tab:
 
 @asynccontextmanager
 async def open_tab(
-    browser: Browser, origin: str, who: str, link: str, init_script: str | None = None
+    browser: Browser,
+    origin: str,
+    who: str,
+    link: str,
+    init_script: str | None = None,
+    prepare: Callable[[BrowserContext], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Tab]:
-    """A fresh browser context (its own sessionStorage) with ``link`` opened in it."""
+    """A fresh browser context (its own sessionStorage) with ``link`` opened in it;
+    ``prepare`` may route its traffic first."""
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     if init_script is not None:
         await context.add_init_script(init_script)
+    if prepare is not None:
+        await prepare(context)
     page = await context.new_page()
     tab = Tab(who, context, page, origin)
 

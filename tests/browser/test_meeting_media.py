@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, BrowserContext, WebSocketRoute
 
 from tests.browser.meeting_tabs import Tab, open_tab, screenshot_dir, until
 from tests.media.test_three_party import audio_seconds, video_frames
@@ -271,16 +271,19 @@ async def test_a_guest_waits_in_the_lobby_until_the_host_admits_it(
 
 @asynccontextmanager
 async def two_in_a_meeting(
-    browser: Browser, server: Running, ana_script: str | None = None
+    browser: Browser,
+    server: Running,
+    ana_script: str | None = None,
+    ana_prepare: Callable[[BrowserContext], Awaitable[None]] | None = None,
 ) -> AsyncIterator[tuple[Tab, Tab, dict[str, str]]]:
     """Hana and Ana in a meeting, past Join; their participant ids by name."""
     meeting = await make_meeting(server, "ana")
     async with AsyncExitStack() as stack:
         opened = {}
-        for who, script in (("hana", None), ("ana", ana_script)):
+        for who, script, prepare in (("hana", None, None), ("ana", ana_script, ana_prepare)):
             link = meeting.invites[who].link.reveal()
             tab = await stack.enter_async_context(
-                open_tab(browser, server.base_url, who, link, script)
+                open_tab(browser, server.base_url, who, link, script, prepare)
             )
             opened[who] = tab
         ids = {}
@@ -358,3 +361,49 @@ async def test_a_guest_who_allows_no_camera_or_microphone_joins_without_them(
         hana_tile = ana.page.locator(f'.tile[data-participant="{ids["hana"]}"]')
         await hana_tile.locator("video").wait_for(state="visible")
         assert not await hana_tile.locator(".initials").is_visible()
+
+
+class Cuttable:
+    """Passes the page's websockets through to the server, and can cut them as a network
+    would: the page sees its connection close without having asked."""
+
+    def __init__(self) -> None:
+        self.routes: list[WebSocketRoute] = []
+
+    async def prepare(self, context: BrowserContext) -> None:
+        async def through(route: WebSocketRoute) -> None:
+            route.connect_to_server()
+            self.routes.append(route)
+
+        await context.route_web_socket("**/ws", through)
+
+    async def cut(self) -> None:
+        for route in self.routes:
+            await route.close(code=4000, reason="network lost")
+        self.routes.clear()
+
+
+async def test_a_dropped_connection_rejoins_by_itself_and_the_meeting_goes_on(
+    browser: Browser, relay_server: Running
+) -> None:
+    network = Cuttable()
+    async with two_in_a_meeting(browser, relay_server, ana_prepare=network.prepare) as (
+        hana,
+        ana,
+        ids,
+    ):
+        await hana.until_decoding(ids["ana"])
+        await ana.until_decoding(ids["hana"])
+        before = (await ana.report())["code"]
+        await network.cut()
+
+        async def rejoined() -> bool:
+            return len(network.routes) == 1 and (await ana.report())["code"] == before
+
+        await until(rejoined, "ana to rejoin over a new connection, with the same code")
+        assert await ana.screen() == "screen-meeting"
+        assert (await ana.report())["participantId"] == ids["ana"]
+        await ana.page.locator("#connection-note").wait_for(state="hidden")
+        # Media was negotiated again on a new peer connection, and flows both ways.
+        await keeps_decoding(hana, ids["ana"])
+        await ana.until_decoding(ids["hana"])

@@ -39,6 +39,21 @@ export function withRelayExtensionIds(sdp) {
   return lines.join("\r\n");
 }
 
+// The relay's offer without stream ids on its inactive lines: a line it stopped (someone
+// left) keeps naming that participant's stream, and when the participant comes back a new
+// line names it again, which browsers refuse as a duplicate msid. An inactive line carries
+// nothing, so what it names does not matter.
+export function withoutStoppedStreams(sdp) {
+  const sections = sdp.split(/\r\n(?=m=)/);
+  return sections
+    .map((section) => {
+      if (!section.startsWith("m=") || !/\r\na=inactive(\r\n|$)/.test(section)) return section;
+      const kept = section.split("\r\n").filter((l) => !/^a=(msid:|ssrc:\d+ msid:)/.test(l));
+      return kept.join("\r\n");
+    })
+    .join("\r\n");
+}
+
 // The codecs this browser can send for `kind`, restricted to the profile's.
 export function preferredCodecs(kind) {
   return RTCRtpSender.getCapabilities(kind).codecs.filter(CODECS[kind]);
@@ -79,7 +94,7 @@ export class MediaSession {
 
   // The relay renegotiates when people come and go.
   async answerOffer(offer) {
-    await this.pc.setRemoteDescription(offer);
+    await this.pc.setRemoteDescription({ type: "offer", sdp: withoutStoppedStreams(offer.sdp) });
     await this.pc.setLocalDescription();
     return this._described();
   }
