@@ -26,6 +26,7 @@ class LyingSignal:
     shown: list[dict[str, Any]] = field(default_factory=list)  # what the page got, as it got it
     sent: list[dict[str, Any]] = field(default_factory=list)  # what the page sent
     participant_id: str | None = None
+    hub_roster: Roster = field(default_factory=list)  # the last roster the hub sent, unchanged
     _route: WebSocketRoute | None = None
 
     def forged(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -47,15 +48,14 @@ class LyingSignal:
         self.shown.append(message)
         self._route.send(json.dumps(message))
 
-    def last_roster(self) -> Roster:
-        return next(m["roster"] for m in reversed(self.shown) if m["type"] in ROSTER_TYPES)
-
     def _to_page(self, message: dict[str, Any]) -> dict[str, Any]:
         kind = message.get("type")
         if kind == "welcome":
             self.participant_id = str(message["participant_id"])
-        if kind in ROSTER_TYPES and self.rewrite_roster is not None:
-            message["roster"] = self.rewrite_roster(message["roster"])
+        if kind in ROSTER_TYPES:
+            self.hub_roster = message["roster"]
+            if self.rewrite_roster is not None:
+                message["roster"] = self.rewrite_roster(message["roster"])
         if kind == "offer" and self.rewrite_sdp is not None:
             message["offer"]["sdp"] = self.rewrite_sdp(message["offer"]["sdp"])
         return message

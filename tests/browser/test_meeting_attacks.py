@@ -50,9 +50,7 @@ async def test_a_page_shown_new_keys_for_someone_present_leaves_and_seals_nothin
         await until(coded(hana, 2), "hana's code for both")
         ana_id = (await ana.report())["participantId"]
         sent_before = len(liar.sent)
-        swapped = [
-            liar.forged(e) if e["participant_id"] == ana_id else e for e in liar.last_roster()
-        ]
+        swapped = [liar.forged(e) if e["participant_id"] == ana_id else e for e in liar.hub_roster]
         liar.send({"type": "roster", "roster": swapped})
 
         await hana.until_screen("screen-page")
@@ -138,3 +136,51 @@ async def test_tracks_relabelled_by_the_relay_are_never_shown_under_the_wrong_na
                 tile = hana.page.locator(f'.tile[data-participant="{ids[who]}"]')
                 assert await tile.locator(".initials").is_visible()
             assert report["counts"]["dropped"] == 0  # refused before any decryption
+
+
+async def test_no_key_is_sealed_while_someones_announcement_is_withheld(
+    browser: Browser, server: Running
+) -> None:
+    """A server that shows a participant without keys (not announced yet, it claims) leaves
+    the page's roster incomplete: the page shows no code and seals nothing to anyone, and
+    sends what it owes once every entry verifies."""
+    meeting = await make_meeting(server, "ana")
+    withhold = {"on": True}
+    ids: dict[str, str] = {}
+
+    def without_anas_keys(roster: Roster) -> Roster:
+        if not withhold["on"]:
+            return roster
+        return [
+            {k: v for k, v in e.items() if k != "keys"}
+            if e["participant_id"] == ids.get("ana")
+            else e
+            for e in roster
+        ]
+
+    liar = LyingSignal(meeting.room_id, rewrite_roster=without_anas_keys)
+    hana_link, ana_link = (meeting.invites[w].link.reveal() for w in ("hana", "ana"))
+    async with open_tab(browser, server.base_url, "ana", ana_link) as ana:
+        await ana.until_screen("screen-prejoin")
+        ids["ana"] = (await ana.report())["participantId"]
+        async with open_tab(
+            browser, server.base_url, "hana", hana_link, prepare=liar.prepare
+        ) as hana:
+            await hana.until_screen("screen-prejoin")
+
+            async def pending_for_ana() -> bool:
+                shown = await hana.page.locator("#security-code").text_content()
+                return len((await hana.report())["roster"]) == 2 and "Ana" in (shown or "")
+
+            await until(pending_for_ana, "hana's code to wait for Ana's keys")
+            assert (await hana.report())["code"] is None
+            assert [m for m in liar.sent if m["type"] == "key"] == []
+
+            withhold["on"] = False
+            liar.send({"type": "roster", "roster": liar.hub_roster})
+            await until(coded(hana, 2), "hana's code once Ana's keys show")
+
+            async def sent_to_ana() -> bool:
+                return any(m["type"] == "key" and m["to"] == ids["ana"] for m in liar.sent)
+
+            await until(sent_to_ana, "the key hana owes ana")
