@@ -109,6 +109,7 @@ async def test_the_meeting_pages_files_are_served_with_their_types(
         ("/static/app/main.js", "javascript"),
         ("/static/worker.js", "javascript"),
         ("/static/app/style.css", "text/css"),
+        ("/static/app/meeting.css", "text/css"),
     ):
         async with http.get(f"{server.base_url}{path}") as response:
             assert response.status == 200, path
