@@ -426,6 +426,17 @@ def test_a_frame_shown_under_another_senders_track_is_refused_before_decryption(
     assert (cy.misattributed, cy.dropped) == (2, 1)  # no header to read: only undecryptable
 
 
+def test_opus_frames_shown_under_another_senders_track_are_all_refused() -> None:
+    """Opus has no clear prefix: the KID is read from the first byte. Many frames, so that no
+    reading of the wrong bytes can pass for a right one by chance."""
+    room = Room()
+    ana, ben, cy = room.meeting("ana", "ben", "cy")
+    frames = [ana.protect(Codec.OPUS, bytes([n]) * 20) for n in range(32)]
+    index = ben.sender_keys.sender_index
+    assert all(cy.unprotect(Codec.OPUS, data, sender_index=index) is None for data in frames)
+    assert (cy.misattributed, cy.decrypted, cy.dropped) == (32, 0, 0)
+
+
 def cy_is_read_after(junk: int, senders: list[str]) -> bool:
     """Cy's key message reaches Ana before the roster that shows Cy's keys does (the hub's
     messages to different clients race), then ``junk`` key messages from ``senders`` in turn,
