@@ -16,18 +16,18 @@ const CODECS = Object.freeze({
 });
 const GATHERING_TIMEOUT_MS = 5000;
 
-// RTP header extensions this client offers, with the ids the relay's own offers use (aiortc's
-// defaults, plus transport-wide congestion control): ids must not change within a session
-// (RFC 8285 section 6), and a browser refuses a relay re-offer that renumbers one. Any other
-// extension the browser would offer is left out; the relay forwards none of them.
+// RTP header extensions this client negotiates, with the ids the relay's own offers use
+// (aiortc's defaults): ids must not change within a session (RFC 8285 section 6), and a
+// browser refuses a relay re-offer that renumbers one. abs-send-time is what the relay's
+// bandwidth estimate (REMB) is measured from. Every other extension is left out, of this
+// client's offer and of the relay's: the audio level in particular, which travels in clear
+// and would tell the relay who speaks when (docs/THREAT_MODEL.md: it is not sent).
 export const EXTENSION_IDS = Object.freeze({
   "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
-  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
   "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
-  "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01": 5,
 });
 
-// The offer with its a=extmap lines renumbered (or dropped) by EXTENSION_IDS.
+// The description with its a=extmap lines renumbered (or dropped) by EXTENSION_IDS.
 export function withRelayExtensionIds(sdp) {
   const lines = sdp.split("\r\n").flatMap((line) => {
     const match = /^a=extmap:\d+(\/\w+)? (\S+)(.*)$/.exec(line);
@@ -94,7 +94,8 @@ export class MediaSession {
 
   // The relay renegotiates when people come and go.
   async answerOffer(offer) {
-    await this.pc.setRemoteDescription({ type: "offer", sdp: withoutStoppedStreams(offer.sdp) });
+    const sdp = withRelayExtensionIds(withoutStoppedStreams(offer.sdp));
+    await this.pc.setRemoteDescription({ type: "offer", sdp });
     await this.pc.setLocalDescription();
     return this._described();
   }
@@ -157,12 +158,25 @@ export class MediaSession {
     stats.forEach((s) => {
       if (s.type !== "outbound-rtp") return;
       const codec = stats.get(s.codecId);
-      found[s.kind] = { mimeType: codec?.mimeType ?? null, frameHeight: s.frameHeight ?? 0 };
+      found[s.kind] = {
+        mimeType: codec?.mimeType ?? null,
+        frameHeight: s.frameHeight ?? 0,
+        bytesSent: s.bytesSent ?? 0,
+        at: s.timestamp,
+        limitedBy: s.qualityLimitationReason ?? null,
+      };
     });
     for (const kind of ["audio", "video"]) {
       found[kind] = { ...found[kind], track: this._senders[kind]?.track?.label ?? null };
     }
-    return { ...found, lines: this.pc.getTransceivers().length, config: this.pc.getConfiguration() };
+    const described = this.pc.currentLocalDescription?.sdp ?? "";
+    const extensions = new Set(described.match(/(?<=^a=extmap:\d+(\/\w+)? )\S+/gm));
+    return {
+      ...found,
+      lines: this.pc.getTransceivers().length,
+      config: this.pc.getConfiguration(),
+      extensions: [...extensions].sort(),
+    };
   }
 
   close() {
