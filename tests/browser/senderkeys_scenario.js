@@ -21,8 +21,9 @@ async ({ pools, ops }) => {
       if (op === "current") {
         kept.push(keys.currentKey);
         result = idOf(keys.currentKey);
-      } else if (op === "join" || op === "leave") {
-        const key = await (op === "join" ? keys.onJoin(args[0]) : keys.onLeave(args[0]));
+      } else if (op === "join" || op === "leave" || op === "restart") {
+        const method = { join: "onJoin", leave: "onLeave", restart: "restart" }[op];
+        const key = await keys[method](args[0]);
         kept.push(key);
         result = idOf(key);
       } else if (op === "give") {

@@ -72,6 +72,8 @@ SCENARIO: list[list[Any]] = [
     ["remove", "ben", 1],  # 38: Ana left
     ["held", "ben"],  # 39
     ["receive", "ben", 40.0, "vp8", 31],  # 40
+    ["restart", "ana", 41.0],  # 41: back after a drop: generation 3, in use at once
+    ["send", "ana", 41.0, "opus", OPUS],  # 42: generation 3 already
 ]
 
 
@@ -83,8 +85,9 @@ def _play(keys: SenderKeys, op: str, args: list[Any], kept: list[Any]) -> tuple[
     """One op: (its result, the key or frame it made, if any)."""
     if op == "current":
         return _id_of(keys.current_key), keys.current_key
-    if op in ("join", "leave"):
-        key = keys.on_join(args[0]) if op == "join" else keys.on_leave(args[0])
+    if op in ("join", "leave", "restart"):
+        rotate = {"join": keys.on_join, "leave": keys.on_leave, "restart": keys.restart}[op]
+        key = rotate(args[0])
         return _id_of(key), key
     if op == "give":
         keys.add_peer_key(kept[args[0]], args[1])
@@ -158,3 +161,5 @@ def test_the_scenario_exercises_what_it_says() -> None:
     assert r[34] == refused and r[35] == r[33]
     assert r[37] == ["20000000001"]
     assert r[39] == [] and r[40] == refused
+    assert r[41] == [1, 3, 0]
+    assert r[42].startswith(encode_header(KeyId(1, 3, 0).kid, 0).hex())

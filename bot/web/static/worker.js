@@ -112,8 +112,8 @@ const requests = {
     return keyToWire(keys.latestKey);
   },
   async rotate({ reason }) {
-    const key = reason === "join" ? await keys.onJoin(now()) : await keys.onLeave(now());
-    return keyToWire(key);
+    const rotations = { join: "onJoin", leave: "onLeave", restart: "restart" };
+    return keyToWire(await keys[rotations[reason]](now()));
   },
   async latest() {
     await keys.tick(now()); // runs after any rotation still in progress

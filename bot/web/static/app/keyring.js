@@ -181,11 +181,12 @@ export class Keyring {
   }
 
   // After a dropped connection: the others forgot this client's key when it left, and may
-  // have been joined by people who must not get the old one, so start afresh. The identity and
-  // what it knows of the others' keys stay: they hold for the whole meeting.
+  // have been joined by people who must not get the old one, so start afresh, under the new
+  // key from the first frame. The identity and what it knows of the others' keys stay: they
+  // hold for the whole meeting.
   rejoin() {
     return this._serial.run(async () => {
-      await this._rotate("leave");
+      await this._rotate("restart");
       this._roster = new Map();
       this._owed = new Map();
       this._seenAnyone = false;

@@ -172,6 +172,18 @@ export class SenderKeys {
     });
   }
 
+  // After this client was away: the next generation's key, in use at once. Peers that saw it
+  // leave forgot the old key, so waiting helps nobody; and someone kicked while it was away
+  // still holds the old key, so not one more frame may use it. As bot/e2ee/senderkeys.py.
+  restart(now) {
+    return this._serial.run(async () => {
+      const keyId = this.latestKey.id.nextGeneration();
+      const key = await this._schedule(new SenderKey(keyId, this._suite, this._freshKey()), now);
+      await this._activate();
+      return key;
+    });
+  }
+
   async _schedule(key, now) {
     // A newer rotation replaces a pending one: peers holding the pending key can ratchet to it,
     // or were sent the fresh one. It keeps the earlier deadline: were each rotation to restart
