@@ -1,0 +1,132 @@
+"""Joining a meeting: from the invite link opened in a browser page to the first video frame
+decoded from someone already there (issue 12).
+
+Starts the real application in this process with one local relay worker, all on loopback, and
+makes a room with two participants already present: two ``conclave join`` processes sending
+their test video. Then, 10 times, a fresh invite is issued through the service, headless
+Chromium (Debian's, fake camera and microphone) opens a new page at its link and presses Join;
+the clock starts before ``page.goto`` and stops when the page's getStats first shows
+``framesDecoded > 0`` on an inbound video stream from any other participant. The page is closed
+before the next join. Prints every sample, p50 and p99.
+
+Target: p50 at most 1.0 s (reported, not asserted).
+
+    python -m bench.join_bench [joins]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from playwright.async_api import Browser, async_playwright
+
+from bench.procstats import percentile
+from tests.browser.conftest import CHROMIUM, LAUNCH_ARGS
+from tests.support.fakes import user
+from tests.support.meeting import make_meeting
+from tests.support.proc import BotProcess, conclave_env
+from tests.support.server import Running, serve
+
+JOINS = 10
+P50_TARGET_S = 1.0
+WAIT_S = 30.0  # a join that decodes nothing by then is a failure, not a slow sample
+PRESENT_SECONDS = 600  # the two already present outlast every join; killed at the end
+JOINED_LINE = re.compile(r"^joined .* participant (\S+)$")
+PREJOIN = "() => document.querySelector('.screen:not([hidden])')?.id === 'screen-prejoin'"
+# Polled inside the page, so that no round trip to Python adds to the sample.
+FIRST_FRAME = """async (limitMs) => {
+  const until = performance.now() + limitMs;
+  while (performance.now() < until) {
+    const meeting = globalThis.conclaveMeeting;
+    if (meeting) {
+      const report = await meeting.report();
+      const from = Object.entries(report.receiving).find(([, got]) => got.framesDecoded > 0);
+      if (from) return from[0];
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return null;
+}"""
+
+
+def present(folder: Path, name: str, link: str) -> BotProcess:
+    """``conclave join -`` sending its test video; the link goes in on standard input."""
+    args = ["join", "-", "--duration", str(PRESENT_SECONDS)]
+    env = conclave_env(0, folder / f"{name}.db")
+    client = BotProcess(args, env, folder, folder / f"{name}.stderr")
+    client.send(link)
+    client.close_stdin()
+    return client
+
+
+async def join_once(browser: Browser, link: str) -> tuple[float, str]:
+    """Seconds from ``page.goto`` to the first decoded remote video frame, and a note saying
+    whose it was and when the page reached each step before it."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    try:
+        page = await context.new_page()
+        started = time.perf_counter()
+        await page.goto(link)
+        await page.wait_for_function(PREJOIN, timeout=WAIT_S * 1000)
+        prejoin = time.perf_counter() - started
+        await page.locator("#join-button").click(timeout=WAIT_S * 1000)
+        pressed = time.perf_counter() - started
+        sender = await page.evaluate(FIRST_FRAME, WAIT_S * 1000)
+        elapsed = time.perf_counter() - started
+        if not isinstance(sender, str):
+            raise RuntimeError(f"no remote video frame decoded within {WAIT_S:.0f} s")
+        # Where the time went, so that a missed target points at a phase.
+        phases = f"pre-join shown {prejoin:.3f} s, Join pressed {pressed:.3f} s"
+        return elapsed, f"first frame from {sender}; {phases}"
+    finally:
+        await context.close()
+
+
+async def run(joins: int, folder: Path) -> list[float]:
+    env = {"CONCLAVE_RELAY_WORKERS": "1", "CONCLAVE_RELAY_HOST_ADDRESSES": "127.0.0.1"}
+    async with AsyncExitStack() as stack:
+        server: Running = await stack.enter_async_context(serve(folder, env=env))
+        meeting = await make_meeting(server, "ana", "ben", topic="Join bench")
+        for name in ("ana", "ben"):
+            client = present(folder, name, meeting.invites[name].link.reveal())
+            stack.callback(client.close)
+            line = await asyncio.to_thread(
+                client.stdout.wait_for, lambda s: JOINED_LINE.match(s) is not None, WAIT_S
+            )
+            print(f"present: {name} ({line})")
+        playwright = await stack.enter_async_context(async_playwright())
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True
+        )
+        stack.push_async_callback(browser.close)
+        samples = []
+        for n in range(joins):
+            (issued,) = await server.app.service.invite(
+                meeting.host, meeting.room_id, [user(f"guest{n}")]
+            )
+            elapsed, note = await join_once(browser, issued.link.reveal())
+            samples.append(elapsed)
+            print(f"join {n + 1:2d}: {elapsed:6.3f} s ({note})")
+        return samples
+
+
+def main() -> int:
+    joins = int(sys.argv[1]) if len(sys.argv) > 1 else JOINS
+    with tempfile.TemporaryDirectory(prefix="join-bench-") as tmp:
+        samples = asyncio.run(run(joins, Path(tmp)))
+    p50, p99 = percentile(samples, 0.50), percentile(samples, 0.99)
+    met = "met" if p50 <= P50_TARGET_S else "MISSED"
+    print(f"{len(samples)} joins into a room with two participants present, on loopback")
+    print(f"link -> first remote frame p50 {p50:6.3f} s   (target <= {P50_TARGET_S:.1f} s: {met})")
+    print(f"link -> first remote frame p99 {p99:6.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
