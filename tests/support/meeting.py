@@ -9,8 +9,6 @@ have been, on the same ordered connection).
 from __future__ import annotations
 
 import json
-import secrets
-from base64 import urlsafe_b64encode
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -35,11 +33,6 @@ from tests.support.server import (
 def credential(issued: IssuedInvite) -> str:
     """``<invite_id>.<secret>``: the fragment of the link, as a client sends it."""
     return urlsplit(issued.link.reveal()).fragment
-
-
-def public_key() -> str:
-    """A fresh 32-byte public key as unpadded base64url (43 characters), as clients announce."""
-    return urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
 
 
 @dataclass
