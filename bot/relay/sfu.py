@@ -31,6 +31,7 @@ from bot.relay.offers import (
 )
 from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
 from bot.rtc import internals
+from bot.rtc.bandwidth import UplinkFeedback
 from bot.rtc.inbound import InboundGuard
 from bot.rtc.peer import prefer_codec
 from bot.rtc.profile import PROFILE
@@ -199,6 +200,8 @@ class Relay:
         internals.guard_inbound(pc, guard)
         p = Peer(room, participant, pc, guard)
         clock = PublisherClock()
+        # One REMB for the publisher's whole connection, sent from its first packet of any kind.
+        uplink = UplinkFeedback(ssrcs=[s for found in offered.sources.values() for s in found])
         for transceiver in pc.getTransceivers():
             kind = transceiver.kind
             if transceiver.receiver.track not in tracks or kind in p.published:
@@ -211,7 +214,7 @@ class Relay:
             if ssrcs is None:  # check_offer reads directions as aiortc does; never, then
                 raise MediaRefused(f"The {kind} line sends but announces no SSRC.")
             p.published[kind] = PublishedTrack(
-                participant, kind, transceiver, clock, self.counters, ssrcs
+                participant, kind, transceiver, clock, self.counters, ssrcs, uplink
             )
         await pc.setLocalDescription(await pc.createAnswer())
         return p

@@ -18,6 +18,7 @@ from aiortc import clock as aiortc_clock
 from aiortc.rtp import RtpPacket
 
 from bot.rtc import internals
+from bot.rtc.bandwidth import UplinkFeedback
 from bot.rtc.profile import PROFILE
 from bot.rtc.receiving import ReceiverTap
 from bot.rtc.sending import SenderTap
@@ -85,6 +86,7 @@ class PublishedTrack:
         clock: PublisherClock,
         counters: Counters,
         ssrcs: tuple[int, ...],
+        uplink: UplinkFeedback,
     ) -> None:
         self.owner = owner
         self.kind = kind
@@ -95,7 +97,7 @@ class PublishedTrack:
         self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         self.tap = ReceiverTap(
-            transceiver.receiver, kind, self._on_packet, self._on_sender_report, ssrcs
+            transceiver.receiver, kind, self._on_packet, self._on_sender_report, ssrcs, uplink
         )
 
     def request_keyframe(self) -> None:

@@ -8,16 +8,25 @@ measures the uplink from the abs-send-time header extension (``aiortc.rate``, a 
 libwebrtc's receive-side estimator) and reports it in REMB, but the relay takes packets before
 that code runs (``receiving.ReceiverTap``), so the measuring is done here, with that estimator.
 
-The REMB says ``min(MAX_PUBLISH_BITRATE, estimate)``. The estimator has no estimate for its
-first three seconds (it first measures what arrives); until then the REMB is the ceiling alone:
-the most the relay takes from one publisher, a budget and not a measurement. Chromium takes a
-REMB that arrives in its first two seconds without loss as its start rate, so a camera starts
-at the rate its picture needs (up to the ceiling); then REMB only caps Chromium's estimate,
-which still backs off on loss, and the estimate holds it to what the uplink was seen to carry.
+The REMB says the relay's ceiling (``MAX_PUBLISH_BITRATE``, the most the relay takes from one
+publisher: a budget, not a measurement) until the estimator has seen the uplink congested: a
+queue building up (delay growing between packets) makes it cut its estimate to 85 % of what
+arrived. From then on the REMB is ``min(ceiling, estimate)``, and the estimator raises it again
+as the queue drains (back to the ceiling once the uplink carries well beyond the rate where it
+congested). An estimate of an uncongested uplink is only what the publisher chose to send: a
+REMB of it would hold a camera that starts at 300 kbit/s near 300 kbit/s, since Chromium,
+without transport-wide feedback, climbs by 8 % a second at most under a REMB cap of about 1.5
+times its current rate.
+
+The feedback is per publisher, shared by its audio and video (a REMB applies to the whole
+connection): the first packet of either sends the ceiling, which Chromium, while it has had no
+receiver report for two seconds, takes as its start rate, so a camera starts at the rate its
+picture needs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 from aiortc.rate import RemoteBitrateEstimator
@@ -35,29 +44,39 @@ DECREASE_NOW: Final = 0.97
 
 
 class UplinkFeedback:
-    """The REMB one publisher's video should get, and when to send it."""
+    """The REMB one publisher should get, and when to send it."""
 
-    def __init__(self, ceiling: int = MAX_PUBLISH_BITRATE) -> None:
+    def __init__(self, ceiling: int = MAX_PUBLISH_BITRATE, ssrcs: Iterable[int] = ()) -> None:
         self.ceiling = ceiling
         self.estimate: int | None = None  # the estimator's, once it has one
         self.last_sent: int | None = None  # the value of the last REMB
         self.reports = 0  # REMBs sent
         self._estimator = RemoteBitrateEstimator()
-        self._ssrcs: dict[int, None] = {}
+        self._ssrcs: dict[int, None] = dict.fromkeys(ssrcs)
         self._last_sent_ms: int | None = None
 
     @property
+    def congested(self) -> bool:
+        """Whether the estimate holds the publisher back: the estimator cut it on a growing
+        queue and the uplink has not since carried well beyond the rate where that happened
+        (aiortc's AIMD rate control, as libwebrtc's, says so with ``near_max``)."""
+        return self.estimate is not None and self._estimator.rate_control.near_max
+
+    @property
     def bitrate(self) -> int:
-        return self.ceiling if self.estimate is None else min(self.ceiling, self.estimate)
+        if self.estimate is None or not self.congested:
+            return self.ceiling
+        return min(self.ceiling, self.estimate)
 
     @property
     def ssrcs(self) -> list[int]:
-        """The SSRCs the REMB is about: those measured so far."""
+        """The SSRCs the REMB is about: the publisher's announced ones, and any measured."""
         return list(self._ssrcs)
 
     def add(self, packet: RtpPacket, arrival_time_ms: int) -> int | None:
         """Measure an arriving packet (media, retransmission or padding) of the publisher's;
-        the bitrate to report now, or None when nothing needs saying yet."""
+        the bitrate to report now, or None when nothing needs saying yet. Only packets with
+        abs-send-time (the publisher's video) are measured; any packet may send a REMB."""
         self._ssrcs.setdefault(packet.ssrc)
         send_time = packet.extensions.abs_send_time
         if send_time is not None:

@@ -26,8 +26,9 @@ class ReceiverTap:
 
     What the stock handling does that the relay still needs is kept: per-SSRC statistics (the
     receiver's RTCP task sends receiver reports from them), RTX unwrapping, NACK generation,
-    and for video the bandwidth feedback (REMB, ``bandwidth.UplinkFeedback``) without which a
-    browser's camera climbs from its start rate only slowly. Sender reports are passed on to
+    and the bandwidth feedback (REMB, ``bandwidth.UplinkFeedback``) without which a browser's
+    camera climbs from its start rate only slowly: ``uplink``, which a publisher's taps share,
+    or a video tap's own. Sender reports are passed on to
     ``on_sender_report``. Given ``ssrcs`` (the stream's media and RTX SSRCs), packets with any
     other SSRC are dropped before they get statistics of their own.
     """
@@ -39,6 +40,7 @@ class ReceiverTap:
         on_packet: PacketHandler,
         on_sender_report: SenderReportHandler | None = None,
         ssrcs: Collection[int] | None = None,
+        uplink: UplinkFeedback | None = None,
     ) -> None:
         self.receiver = receiver
         self.media_ssrc: int | None = None
@@ -46,7 +48,9 @@ class ReceiverTap:
         self._on_packet = on_packet
         self._is_rtx: dict[int, bool] = {}
         self._nack = BoundedNackGenerator() if kind == "video" else None
-        self.uplink = UplinkFeedback() if kind == "video" else None
+        if uplink is None and kind == "video":
+            uplink = UplinkFeedback(ssrcs=ssrcs or ())
+        self.uplink = uplink
         tables = internals.take_rtp(receiver, self._handle_rtp)
         self._codecs = tables.codecs
         self._rtx_ssrc = tables.rtx_ssrc

@@ -56,17 +56,27 @@ def test_the_ceiling_at_once_then_repeated_each_second() -> None:
     assert uplink.ssrcs == [SSRC]
 
 
-def test_the_measured_uplink_replaces_the_ceiling() -> None:
-    """800 kbit/s arriving evenly: once the estimator has measured it, the REMB follows what the
-    uplink was seen to carry, far under the ceiling, and says so without waiting a second."""
+def test_an_uncongested_uplink_keeps_the_ceiling() -> None:
+    """800 kbit/s arriving evenly: the estimator measures it, but a REMB of it would only hold
+    the publisher near what it chose to send; with no queue seen, the REMB stays the ceiling."""
     uplink = UplinkFeedback()
     said = feed(uplink, packets(8))
-    assert said[0][1] == MAX_PUBLISH_BITRATE
-    measured = [(at, value) for at, value in said if value < MAX_PUBLISH_BITRATE]
-    assert measured, f"no estimate reported: {said}"
-    assert all(700_000 <= value <= 1_400_000 for _, value in measured), measured
-    before = max(at for at, value in said if value == MAX_PUBLISH_BITRATE)
-    assert measured[0][0] - before < REPEAT_MS, "the drop waited for the next repeat"
+    assert uplink.estimate is not None and 700_000 <= uplink.estimate <= 1_400_000
+    assert not uplink.congested
+    assert {value for _, value in said} == {MAX_PUBLISH_BITRATE}
+    assert len(said) == 8  # once a second
+
+
+def test_the_first_packet_of_either_kind_names_the_whole_publisher() -> None:
+    """One feedback per publisher: its first packet, audio without abs-send-time here, sends
+    the ceiling at once, about every SSRC the publisher announced, measured or not."""
+    uplink = UplinkFeedback(ssrcs=[0xA0D10, SSRC, SSRC + 1])
+    audio = RtpPacket(payload_type=111, sequence_number=1, timestamp=960, ssrc=0xA0D10)
+    audio.payload = bytes(60)
+    assert uplink.add(audio, 1_000_000) == MAX_PUBLISH_BITRATE
+    assert uplink.ssrcs == [0xA0D10, SSRC, SSRC + 1]
+    assert uplink.estimate is None
+    assert uplink.add(audio, 1_000_020) is None  # and not again before REPEAT_MS
 
 
 def test_the_ceiling_caps_the_estimate() -> None:
@@ -79,7 +89,7 @@ def test_the_ceiling_caps_the_estimate() -> None:
 def test_a_queue_building_up_lowers_the_remb() -> None:
     """From the fifth second each packet arrives 2 ms later than the one before would have:
     a queue is growing on the path. The estimator sees the delay grow and the REMB falls below
-    what is being sent, so the publisher slows down before packets are lost."""
+    what is being sent, at once, so the publisher slows down before packets are lost."""
     uplink = UplinkFeedback()
     onset = 500  # the 500th packet, at 5 s
 
@@ -87,10 +97,36 @@ def test_a_queue_building_up_lowers_the_remb() -> None:
         return 2.0 * max(0, n - onset)
 
     said = feed(uplink, packets(7, delay=queueing))
-    settled = [value for at, value in said if at < 1_000_000 + 5000 and value < MAX_PUBLISH_BITRATE]
-    later = [value for at, value in said if at >= 1_000_000 + 5000]
-    assert settled and later, said
-    assert min(later) < 0.9 * settled[-1] and min(later) < 800_000, said
+    before = [value for at, value in said if at < 1_000_000 + 5000]
+    later = [(at, value) for at, value in said if at >= 1_000_000 + 5000]
+    assert set(before) == {MAX_PUBLISH_BITRATE}, said
+    assert later and min(value for _, value in later) < 800_000, said
+    assert uplink.congested
+    first_cut = next(at for at, value in later if value < MAX_PUBLISH_BITRATE)
+    previous = max(at for at, _ in said if at < first_cut)
+    assert first_cut - previous < REPEAT_MS, "the cut waited for the next repeat"
+
+
+def test_after_a_cut_the_remb_climbs_under_the_uplink_then_frees_it() -> None:
+    """Congestion at 5 s (a queue grows for a second at 800 kbit/s) cuts the REMB. The
+    publisher obeys and sends 500 kbit/s, on time: the REMB climbs from its cut, slowly, near
+    the rate the uplink congested at, and stays under the ceiling. From 12 s the uplink carries
+    1.6 Mbit/s on time, far beyond that rate: the REMB is the ceiling again."""
+    uplink = UplinkFeedback()
+    stream = list(packets(16, delay=lambda n: 2.0 * max(0, min(n, 600) - 500)))
+    for n, (packet, _) in enumerate(stream):
+        packet.payload = bytes(625 if 600 <= n < 1200 else 2000 if n >= 1200 else 1000)
+    said = feed(uplink, iter(stream))
+
+    def between(start: float, end: float) -> list[int]:
+        return [v for at, v in said if 1_000_000 + start * 1000 <= at < 1_000_000 + end * 1000]
+
+    cut, obeying, freed = between(5, 6), between(7, 12), between(14, 16)
+    assert cut and min(cut) < 800_000, said
+    assert obeying and obeying == sorted(obeying) and obeying[-1] > obeying[0], said
+    assert max(obeying) < MAX_PUBLISH_BITRATE, said
+    assert freed and set(freed) == {MAX_PUBLISH_BITRATE}, said
+    assert not uplink.congested
 
 
 def test_a_see_sawing_publisher_gets_at_most_five_rembs_a_second() -> None:
