@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -417,3 +418,47 @@ async def test_a_dropped_connection_rejoins_by_itself_and_the_meeting_goes_on(
         # Media was negotiated again on a new peer connection, and flows both ways.
         await keeps_decoding(hana, ids["ana"])
         await ana.until_decoding(ids["hana"])
+
+
+CLIMB_SECONDS = 15.0  # the issue's bound, from the moment both pages are in the meeting
+MIN_KBPS = 300.0
+
+
+async def test_each_camera_climbs_to_full_resolution_in_a_meeting(
+    browser: Browser, relay_server: Running
+) -> None:
+    """Through the real server and relay, each page's outbound video reaches the height its
+    camera captures at more than 300 kbit/s within 15 s: the relay's REMB, sent from the first
+    packet of either kind (tests/browser/test_browser_bandwidth.py shows why that matters),
+    lets Chromium start at the ceiling rather than creep up from 300 kbit/s at 360 px."""
+    async with two_in_a_meeting(browser, relay_server) as (hana, ana, ids):
+        start = time.monotonic()
+        last: dict[str, tuple[float, float]] = {}  # who -> (bytesSent, at ms) of the last look
+        reached: dict[str, str] = {}
+        seen: list[str] = []
+        while len(reached) < 2 and time.monotonic() - start < CLIMB_SECONDS:
+            await asyncio.sleep(1.0)
+            for tab in (hana, ana):
+                sent = await sending(tab)
+                video = sent["video"]
+                if not video.get("at"):
+                    continue
+                kbps = 0.0
+                if tab.who in last and video["at"] > last[tab.who][1]:
+                    kbps = (
+                        (video["bytesSent"] - last[tab.who][0])
+                        * 8
+                        / (video["at"] - last[tab.who][1])
+                    )
+                last[tab.who] = (video["bytesSent"], video["at"])
+                look = (
+                    f"{time.monotonic() - start:4.1f} s {tab.who}: {video['frameHeight']} of "
+                    f"{video['captureHeight']} px, {kbps:.0f} kbit/s, estimate {sent['estimate']}"
+                )
+                seen.append(look)
+                full = video["frameHeight"] == video["captureHeight"] and video["frameHeight"]
+                if full and kbps > MIN_KBPS:
+                    reached.setdefault(tab.who, look)
+        assert set(reached) == {"hana", "ana"}, "\n".join(seen)
+        await keeps_decoding(ana, ids["hana"])
+        await keeps_decoding(hana, ids["ana"])

@@ -155,7 +155,11 @@ export class MediaSession {
   async sending() {
     const stats = await this.pc.getStats();
     const found = {};
+    let estimate = null;
     stats.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate !== undefined) {
+        estimate = s.availableOutgoingBitrate;
+      }
       if (s.type !== "outbound-rtp") return;
       const codec = stats.get(s.codecId);
       found[s.kind] = {
@@ -167,12 +171,16 @@ export class MediaSession {
       };
     });
     for (const kind of ["audio", "video"]) {
-      found[kind] = { ...found[kind], track: this._senders[kind]?.track?.label ?? null };
+      const track = this._senders[kind]?.track ?? null;
+      // What the camera captures: the most a sender can send, once bandwidth allows.
+      const captureHeight = track?.getSettings().height ?? null;
+      found[kind] = { ...found[kind], track: track?.label ?? null, captureHeight };
     }
     const described = this.pc.currentLocalDescription?.sdp ?? "";
     const extensions = new Set(described.match(/(?<=^a=extmap:\d+(\/\w+)? )\S+/gm));
     return {
       ...found,
+      estimate, // the browser's send-side bandwidth estimate, bit/s
       lines: this.pc.getTransceivers().length,
       config: this.pc.getConfiguration(),
       extensions: [...extensions].sort(),
