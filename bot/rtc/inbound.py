@@ -5,16 +5,21 @@ aiortc's DTLS transport decrypts with one libsrtp session whose policy takes any
 it, and aiortc's router and receivers then add entries and statistics of their own, so a peer
 that cycles SSRCs grows the worker without bound. An ``InboundGuard`` stands in for that session
 (``internals.guard_inbound`` puts it there) and reads the SSRC from the clear header first.
+aiortc then parses what was decrypted; RTP whose header extensions do not decode the guard has
+dropped and counted, not let end the transport (``checked_extensions``).
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import pylibsrtp
 
 from bot.ratelimit import TokenBucket
+
+T = TypeVar("T")
 
 
 class Dropped(pylibsrtp.Error):
@@ -33,7 +38,8 @@ class InboundGuard:
 
     Every other packet spends a token of a bucket that refills at ``rate`` packets per second up
     to ``rate``; without one it is dropped and counted in ``over_rate``. ``passed`` counts the
-    packets handed to libsrtp.
+    packets handed to libsrtp. Authentic RTP whose header extensions do not decode is dropped
+    after decryption and counted in ``malformed`` (``checked_extensions``).
 
     Before DTLS, ICE: aioice learns a peer-reflexive candidate, with a candidate pair and its
     connectivity checks, for each new source address of an authentic check. Once the connection
@@ -57,6 +63,7 @@ class InboundGuard:
         self.foreign = 0
         self.over_rate = 0
         self.ice_refused = 0
+        self.malformed = 0
         self.session: Any = None  # the libsrtp session it stands in for, once DTLS is up
         self.transports: list[Any] = []  # the DTLS transports it already guards
         self._rtcp_limit = rtcp_limit
@@ -85,6 +92,23 @@ class InboundGuard:
         if not known:  # authentic: libsrtp has just made a stream for it
             self.rtcp_learned.add(ssrc)
         return plain
+
+    def checked_extensions(self, decode: Callable[[int, bytes], T]) -> Callable[[int, bytes], T]:
+        """``decode`` (a header extensions map's ``get``), raising only ValueError, and counting.
+
+        aiortc unpacks the extensions it knows (abs-send-time, audio level) with ``struct``
+        whatever their length, and its transport drops only RTP whose parsing raises ValueError:
+        a ``struct.error`` ends the transport's receive loop, and the peer's whole connection.
+        """
+
+        def checked(profile: int, value: bytes) -> T:
+            try:
+                return decode(profile, value)
+            except (ValueError, struct.error) as exc:
+                self.malformed += 1
+                raise ValueError(f"malformed RTP header extension: {exc}") from None
+
+        return checked
 
     def _spend(self) -> None:
         if not self._bucket.take():

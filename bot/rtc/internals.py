@@ -61,7 +61,12 @@ _RECEIVER_ATTRS: Final = (
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__decoder_error",
 )
-_DTLS_TRANSPORT_ATTRS: Final = ("_send_rtp", "_setup_srtp", "_rx_srtp")
+_DTLS_TRANSPORT_ATTRS: Final = (
+    "_send_rtp",
+    "_setup_srtp",
+    "_rx_srtp",
+    "_rtp_header_extensions_map",
+)
 
 
 class AiortcMismatch(ConclaveError):
@@ -307,10 +312,10 @@ def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
     """Put ``guard`` in front of the ICE checks and inbound SRTP of every transport ``pc`` has.
 
     Call it after each description that may add a transport, before the connection can start:
-    the transport creates its libsrtp session in ``_setup_srtp`` once DTLS is up and decrypts
-    with ``_rx_srtp``, a plain attribute it reads per packet; the ICE connection
-    (``RTCIceTransport._connection``) handles each authentic check in ``check_incoming``. All
-    are looked up on the instance, so wrapping them there takes effect for this transport only.
+    once DTLS is up the transport makes its libsrtp session in ``_setup_srtp``, then decrypts
+    with ``_rx_srtp`` and decodes with ``_rtp_header_extensions_map.get``; the ICE connection
+    (``RTCIceTransport._connection``) takes each authentic check in ``check_incoming``. All are
+    looked up on the instance, so wrapping them there takes effect for this transport only.
     """
     for transceiver in pc.getTransceivers():
         transport = _private(transceiver.receiver.transport)
@@ -319,6 +324,8 @@ def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
         guard.transports.append(transport)
         connection = transport.transport._connection
         connection.check_incoming = _capped_checks(connection, guard)
+        extensions = transport._rtp_header_extensions_map
+        extensions.get = guard.checked_extensions(extensions.get)
         if transport._rx_srtp is not None:
             _swap_in(transport, guard)
         else:
