@@ -246,8 +246,10 @@ class Relay:
         internals.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
         prefer_codec(transceiver)
         internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
+        # No key frame is asked for yet: the subscriber could not receive it before its answer
+        # and DTLS are done, and asking now would hold the request that matters back by the
+        # publisher's throttle (ForwardedTrack.forward asks once the subscriber can receive).
         track.forwards.append(ForwardedTrack(track, subscriber, transceiver))
-        track.request_keyframe()
 
     async def leave(self, room: str, participant: str) -> None:
         """Remove a participant; the others' tracks from it end, and they are re-offered."""

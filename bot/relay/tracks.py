@@ -157,6 +157,8 @@ class ForwardedTrack:
         if not (self._tap.is_ready or self._tap.ready()):
             return  # not negotiated yet
         if self._awaiting_keyframe:
+            if self.transceiver.sender.transport.state != "connected":
+                return  # a key frame sent now would be lost, and the next one is 300 ms away
             if not vp8_starts_key_frame(packet.payload):
                 self.track.request_keyframe()
                 return
