@@ -2,9 +2,10 @@
 kicks and rejoins, with the rotation policy of ``Keyring`` itself deciding every key that moves.
 
 The properties (docs/PROTOCOL.md, sender keys): a newcomer cannot read what was sent before it
-came; someone who left or was kicked cannot read what is sent once the key that excludes it is
-in use (at most the activation delay later); a participant back after a lost connection sends
-under a fresh key, which only those present get. And protocol version 2's rules: keys go only
+came, and reads from the first frame after its key arrives; someone who left or was kicked
+cannot read what is sent once the key that excludes it is in use (at most the activation delay
+later, whoever joins meanwhile); a participant back after a lost connection sends under a fresh
+key, which only those present get. And protocol version 2's rules: keys go only
 to peers whose signed announcements verify, only over a complete roster, never again once the
 server has shown tampered keys; a key message the server alters, replays or hands to someone
 else opens for no one.
@@ -59,8 +60,7 @@ def test_a_newcomer_cannot_read_frames_sent_before_it_joined() -> None:
     ana, ben = room.meeting("ana", "ben")
     before = {ana: frame(ana), ben: frame(ben)}
     cy = room.join("cy")
-    during_delay = {ana: frame(ana), ben: frame(ben)}
-    room.settle()
+    # No time passes: a join's key is in use from the next frame, not after a delay.
     after = {ana: [frame(ana) for _ in range(2)], ben: [frame(ben) for _ in range(2)]}
 
     # Each old member sent the newcomer one key: its own, ratcheted one step.
@@ -71,8 +71,31 @@ def test_a_newcomer_cannot_read_frames_sent_before_it_joined() -> None:
         assert reads(cy, after[member][0])
         assert reads(other, after[member][1])  # the old members follow the ratchet themselves
         assert not reads(cy, before[member])
-        assert not reads(cy, during_delay[member])  # sent under the old key, still in use then
-        assert reads(other, during_delay[member])
+        assert reads(other, before[member])  # still in flight, say: within the grace period
+
+
+def test_a_join_while_a_kicks_key_is_pending_waits_for_the_kick_and_no_longer() -> None:
+    """Kim is kicked; Dan joins half a delay later. Until the kick's deadline Ana keeps the key
+    Ben is sure to hold (Dan reads none of it); from that deadline on, not one delay after
+    Dan's join, she sends under the kick's key ratcheted for Dan: Ben and Dan read it, Kim,
+    with every key message sent since the kick, does not."""
+    room = Room(activation_delay=2.0)
+    ana, ben, kim = room.meeting("ana", "ben", "kim")
+    kicked_at = room.clock.now()
+    room.leave(kim)
+    room.clock.advance(1.0)
+    dan = room.join("dan")
+    waiting = frame(ana)
+    assert generation(ana) == 0
+    assert reads(ben, waiting) and reads(kim, waiting) and not reads(dan, waiting)
+    room.clock.advance(1.0)  # the kick's deadline
+    due = frame(ana)
+    assert (frame_key_id(due[10:]).generation, frame_key_id(due[10:]).ratchet_step) == (1, 1)
+    for s in room.sent:
+        if s.at >= kicked_at:
+            kim.on_key(s.sender, s.payload)
+    assert reads(ben, due) and reads(dan, due)
+    assert not reads(kim, due)
 
 
 def test_a_leaver_cannot_read_frames_sent_once_the_new_key_is_in_use() -> None:

@@ -1,12 +1,16 @@
 """Sender keys (RFC 9605 section 5.1): each participant encrypts with its own key.
 
 - On a join, every sender ratchets its key one step and gives the newcomer only the ratcheted
-  key: the ratchet is one-way, so the newcomer cannot decrypt anything sent before.
+  key: the ratchet is one-way, so the newcomer cannot decrypt anything sent before. With no key
+  pending, the sender uses the ratcheted key at once: the others follow a ratchet by themselves,
+  and the newcomer decrypts nothing until its key arrives anyway, so waiting would only postpone
+  the newcomer's first frame. With a key pending, it ratchets that one, which keeps its deadline.
 - On a leave or kick, every remaining sender draws a fresh random key (next generation) and gives
   it only to those who remain: the leaver's old keys say nothing about it.
-- A sender uses a new key only ``activation_delay`` seconds after creating it, so that peers hold
-  it by then. A newer key that replaces a pending one keeps the pending one's deadline, so the
-  key a rotation calls for (or a newer one) is in use at most ``activation_delay`` after it.
+- A sender uses a leave's new key only ``activation_delay`` seconds after creating it, so that
+  peers hold it by then. A newer key that replaces a pending one (a join's ratchet of it, or the
+  next leave's key) keeps the pending one's deadline, so the key a leave calls for (or a newer
+  one) is in use at most ``activation_delay`` after it, however joins and leaves interleave.
 - Receivers that already hold an earlier key of the same generation follow a ratchet by
   themselves when frames with the next step's KID arrive.
 - A receiver keeps a superseded key for ``grace_period`` seconds (frames under it may still be in
@@ -135,8 +139,21 @@ class SenderKeys:
         return self._pending or self._current
 
     def on_join(self, now: float) -> SenderKey:
-        """Ratchet for a newcomer; return the key to send to the newcomer only."""
-        return self._schedule(self.latest_key.ratcheted(), now)
+        """Ratchet for a newcomer; return the key to send to the newcomer only.
+
+        With nothing pending, the ratcheted key is in use at once: the others hold the key it
+        ratchets and follow it by themselves, and the newcomer can read nothing before its key
+        arrives anyway, so a delay would only hold back its first frame. A pending key (a
+        leave's) is ratcheted instead and keeps its deadline: the others may not hold it yet,
+        and the key that excludes a leaver must not start later."""
+        if now >= self._pending_at:
+            self._activate()  # its time came with no frame sent or tick since: it is current
+        if self._pending is not None:
+            return self._schedule(self._pending.ratcheted(), now)
+        key = self._current.ratcheted()
+        self._pending = key
+        self._activate()
+        return key
 
     def on_leave(self, now: float) -> SenderKey:
         """Draw the next generation's key; return the key to send to each remaining peer."""

@@ -12,7 +12,7 @@ from bot.e2ee.errors import E2EEError
 from bot.e2ee.header import encode_header
 from bot.e2ee.kid import KeyId
 from bot.e2ee.media import Codec, protect, unprotect
-from bot.e2ee.senderkeys import SenderKey, SenderKeys
+from bot.e2ee.senderkeys import SenderKey, SenderKeys, frame_key_id
 from tests.browser.conftest import E2EEPage, load_vectors
 
 PROFILE = load_vectors("protocol_vectors.json")["sframe_profile"]
@@ -38,42 +38,49 @@ SCENARIO: list[list[Any]] = [
     ["send", "ana", 0.1, "vp8", KEY_FRAME],  # 4
     ["receive", "ben", 0.1, "vp8", 4],  # 5: decrypts
     ["receive", "ben", 0.2, "vp8", 4],  # 6: replayed
-    ["join", "ana", 0.5],  # 7: step 1, in use at 1.5
-    ["send", "ana", 1.0, "opus", OPUS],  # 8: still step 0
-    ["leave", "ana", 1.2],  # 9: generation 1 replaces the pending step 1, keeps its deadline
-    ["latest", "ana"],  # 10
-    ["send", "ana", 1.4, "vp8", DELTA],  # 11: still generation 0
-    ["send", "ana", 1.5, "vp8", DELTA],  # 12: generation 1, at the first deadline
-    ["receive", "ben", 1.5, "vp8", 12],  # 13: Ben has no generation 1 yet
-    ["give", "ben", 9, 1.6],  # 14
-    ["receive", "ben", 1.6, "vp8", 12],  # 15
-    ["receive", "ben", 1.7, "vp8", 11],  # 16: the old key, within its grace period
-    ["give", "ben", 9, 1.8],  # 17: the same key again is fine
-    ["give", "ben", 7, 1.8],  # 18: an older key is refused
-    ["give", "ana", 0, 1.8],  # 19: a key with Ana's own index is refused
-    ["join", "ana", 2.0],  # 20: generation 1 step 1
-    ["send", "ana", 3.0, "opus", OPUS],  # 21
-    ["receive", "ben", 3.0, "opus", 21],  # 22: Ben follows the ratchet by himself
-    ["held", "ben"],  # 23
-    ["receive", "ben", 12.0, "opus", 8],  # 24: generation 0 is gone after its grace period
+    ["join", "ana", 0.5],  # 7: step 1, nothing pending: in use at once
+    ["send", "ana", 0.5, "opus", OPUS],  # 8: step 1 already
+    ["receive", "ben", 0.5, "opus", 8],  # 9: Ben follows the ratchet by himself
+    ["leave", "ana", 1.2],  # 10: generation 1, pending until 2.2
+    ["join", "ana", 1.5],  # 11: generation 1 step 1 replaces the pending key, keeps its deadline
+    ["latest", "ana"],  # 12
+    ["send", "ana", 2.1, "vp8", DELTA],  # 13: still generation 0 step 1
+    ["send", "ana", 2.2, "vp8", DELTA],  # 14: generation 1 step 1, at the leave's deadline
+    ["receive", "ben", 2.2, "vp8", 14],  # 15: Ben has no generation 1 yet
+    ["give", "ben", 10, 2.3],  # 16: generation 1 step 0, as the leave sent it
+    ["receive", "ben", 2.3, "vp8", 14],  # 17: followed from step 0
+    ["receive", "ben", 2.4, "vp8", 13],  # 18: the old key, within its grace period
+    ["give", "ben", 11, 2.5],  # 19: the very key he followed to is fine
+    ["give", "ben", 10, 2.5],  # 20: an older key is refused
+    ["give", "ana", 0, 2.5],  # 21: a key with Ana's own index is refused
+    ["join", "ana", 3.0],  # 22: generation 1 step 2, at once
+    ["send", "ana", 3.0, "opus", OPUS],  # 23
+    ["receive", "ben", 3.0, "opus", 23],  # 24
     ["held", "ben"],  # 25
-    ["join", "ana", 20.0],  # 26: generation 1 step 2, due at 21
-    ["leave", "ana", 22.0],  # 27: step 2 goes into use first, then generation 2 waits 1 s
-    ["send", "ana", 22.5, "vp8", KEY_FRAME],  # 28: generation 1 step 2
-    ["give", "ben", 27, 22.6],  # 29
-    ["receive", "ben", 22.7, "vp8", 28],  # 30: a step of an older generation, followed
-    ["send", "ana", 23.0, "vp8", DELTA],  # 31: generation 2
-    ["receive", "ben", 23.0, "vp8", 31],  # 32
-    ["held", "ben"],  # 33
-    ["receive_bytes", "ben", 23.5, "vp8", FORGED],  # 34: fails, and leaves nothing behind
+    ["receive", "ben", 13.0, "opus", 8],  # 26: generation 0 is gone after its grace period
+    ["held", "ben"],  # 27
+    ["join", "ana", 20.0],  # 28: generation 1 step 3, at once
+    ["leave", "ana", 22.0],  # 29: generation 2 waits 1 s; step 3 stays in use
+    ["send", "ana", 22.5, "vp8", KEY_FRAME],  # 30: generation 1 step 3
+    ["give", "ben", 29, 22.6],  # 31
+    ["receive", "ben", 22.7, "vp8", 30],  # 32: a step of an older generation, followed
+    ["send", "ana", 23.0, "vp8", DELTA],  # 33: generation 2
+    ["receive", "ben", 23.0, "vp8", 33],  # 34
     ["held", "ben"],  # 35
-    ["tick", "ben", 40.0],  # 36
-    ["held", "ben"],  # 37: only generation 2 is left
-    ["remove", "ben", 1],  # 38: Ana left
-    ["held", "ben"],  # 39
-    ["receive", "ben", 40.0, "vp8", 31],  # 40
-    ["restart", "ana", 41.0],  # 41: back after a drop: generation 3, in use at once
-    ["send", "ana", 41.0, "opus", OPUS],  # 42: generation 3 already
+    ["receive_bytes", "ben", 23.5, "vp8", FORGED],  # 36: fails, and leaves nothing behind
+    ["held", "ben"],  # 37
+    ["leave", "ana", 30.0],  # 38: generation 3, due at 31; no frame or tick until 32
+    ["give", "ben", 38, 30.0],  # 39
+    ["join", "ana", 32.0],  # 40: generation 3 is in use by then: its step 1, at once
+    ["send", "ana", 32.0, "opus", OPUS],  # 41
+    ["receive", "ben", 32.0, "opus", 41],  # 42
+    ["tick", "ben", 45.0],  # 43
+    ["held", "ben"],  # 44: only generation 3 step 1 is left
+    ["remove", "ben", 1],  # 45: Ana left
+    ["held", "ben"],  # 46
+    ["receive", "ben", 45.0, "vp8", 33],  # 47
+    ["restart", "ana", 46.0],  # 48: back after a drop: generation 4, in use at once
+    ["send", "ana", 46.0, "opus", OPUS],  # 49: generation 4 already
 ]
 
 
@@ -143,23 +150,33 @@ async def test_the_browser_plays_the_scenario_exactly_as_python(e2ee: E2EEPage) 
         assert theirs == ours, f"op {i} {op[:3]}"
 
 
+def _kid_of(protected: str, clear_prefix: int) -> KeyId:
+    return frame_key_id(bytes.fromhex(protected)[clear_prefix:])
+
+
 def test_the_scenario_exercises_what_it_says() -> None:
     """The scenario's expectations, read from the Python run: so that equal results cannot
     mean both sides agree on doing nothing."""
     r = play_in_python(POOLS, SCENARIO)
     refused = {"error": "sframe_error"}
     assert r[5] == KEY_FRAME and r[6] == refused
-    assert r[9] == [1, 1, 0] and r[10] == [1, 1, 0]
-    # The pending key's deadline (0.5 + 1) held although a newer key replaced it at 1.2.
-    assert r[11][6:].startswith(encode_header(KeyId(1, 0, 0).kid, 2).hex())
-    assert r[12][6:].startswith(encode_header(KeyId(1, 1, 0).kid, 0).hex())
-    assert r[13] == refused and r[15] == DELTA and r[16] == DELTA
-    assert r[17] == "ok"
-    assert r[18] == {"error": "stale_sender_key"} and r[19] == {"error": "key_conflict"}
-    assert r[22] == OPUS and r[24] == refused
-    assert r[30] == KEY_FRAME and r[32] == DELTA
-    assert r[34] == refused and r[35] == r[33]
-    assert r[37] == ["20000000001"]
-    assert r[39] == [] and r[40] == refused
-    assert r[41] == [1, 3, 0]
-    assert r[42].startswith(encode_header(KeyId(1, 3, 0).kid, 0).hex())
+    # A join with nothing pending: the very next frame uses the ratchet, and Ben follows it.
+    assert r[7] == [1, 0, 1] and _kid_of(r[8], 0) == KeyId(1, 0, 1) and r[9] == OPUS
+    # A join while a leave's key is pending ratchets that key and keeps its deadline (1.2 + 1).
+    assert r[10] == [1, 1, 0] and r[11] == [1, 1, 1] and r[12] == [1, 1, 1]
+    assert _kid_of(r[13], 3) == KeyId(1, 0, 1) and _kid_of(r[14], 3) == KeyId(1, 1, 1)
+    assert r[15] == refused and r[17] == DELTA and r[18] == DELTA
+    assert r[19] == "ok"
+    assert r[20] == {"error": "stale_sender_key"} and r[21] == {"error": "key_conflict"}
+    assert r[22] == [1, 1, 2] and _kid_of(r[23], 0) == KeyId(1, 1, 2)
+    assert r[24] == OPUS and r[26] == refused
+    assert r[28] == [1, 1, 3] and r[29] == [1, 2, 0]
+    assert _kid_of(r[30], 10) == KeyId(1, 1, 3) and r[32] == KEY_FRAME
+    assert _kid_of(r[33], 3) == KeyId(1, 2, 0) and r[34] == DELTA
+    assert r[36] == refused and r[37] == r[35]
+    # A join after a pending key's deadline: that key is in use, and its ratchet at once.
+    assert r[38] == [1, 3, 0] and r[40] == [1, 3, 1]
+    assert _kid_of(r[41], 0) == KeyId(1, 3, 1) and r[42] == OPUS
+    assert r[44] == [f"{KeyId(1, 3, 1).kid:x}"]
+    assert r[46] == [] and r[47] == refused
+    assert r[48] == [1, 4, 0] and _kid_of(r[49], 0) == KeyId(1, 4, 0)

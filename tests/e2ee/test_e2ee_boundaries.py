@@ -125,6 +125,23 @@ def test_a_rotation_exactly_at_the_deadline_starts_the_pending_key_and_waits_for
     assert frame_key_id(keys.encrypt(b"", b"x", 11.0)) == first.id
 
 
+def test_a_join_an_instant_before_a_pending_deadline_keeps_that_deadline() -> None:
+    keys = SenderKeys(1, activation_delay=1.0)
+    keys.on_leave(10.0)
+    ratcheted = keys.on_join(10.999)
+    assert frame_key_id(keys.encrypt(b"", b"x", 10.999)) == KeyId(1, 0, 0)
+    assert frame_key_id(keys.encrypt(b"", b"x", 11.0)) == ratcheted.id == KeyId(1, 1, 1)
+
+
+def test_a_join_at_a_pending_deadline_uses_the_ratchet_of_that_key_at_once() -> None:
+    keys = SenderKeys(1, activation_delay=1.0)
+    keys.on_leave(10.0)
+    ratcheted = keys.on_join(11.0)
+    assert ratcheted.id == KeyId(1, 1, 1)
+    assert keys.current_key == keys.latest_key == ratcheted
+    assert frame_key_id(keys.encrypt(b"", b"x", 11.0)) == ratcheted.id
+
+
 def test_tick_at_the_deadline_starts_the_pending_key() -> None:
     keys = SenderKeys(1, activation_delay=1.0)
     key = keys.on_leave(10.0)

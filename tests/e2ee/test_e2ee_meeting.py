@@ -15,8 +15,9 @@ from bot.e2ee import sframe
 from bot.e2ee.code import security_code
 from bot.e2ee.errors import SFrameError
 from bot.e2ee.identity import MeetingKeys, PublicKeys, RosterEntry
+from bot.e2ee.kid import KeyId
 from bot.e2ee.media import Codec, protect, unprotect
-from bot.e2ee.senderkeys import SenderKey, SenderKeys
+from bot.e2ee.senderkeys import SenderKey, SenderKeys, frame_key_id
 from bot.e2ee.transport import KeyReceiver, seal_sender_key
 
 ROOM = "Yd3kQ9vX2mTq8LrPzW4sNa"
@@ -129,17 +130,19 @@ def test_everyone_reads_everyone() -> None:
 def test_backward_secrecy_a_newcomer_cannot_read_earlier_frames() -> None:
     server, (ana, ben) = _meeting("p_ana", "p_ben")
     before = [c.send_frame(b"before %d" % t, now=float(t)) for t in range(2, 6) for c in (ana, ben)]
+    last_before = [c.send_frame(b"just before", now=10.0) for c in (ana, ben)]
     cy = Client("p_cy", 3)
     server.join(cy, now=10.0)
-    during_delay = [c.send_frame(b"switching", now=10.5) for c in (ana, ben)]
-    from_ana, from_ben = (c.send_frame(b"after", now=11.5) for c in (ana, ben))
+    # The very next frames use the ratcheted keys: a join waits for no activation delay.
+    from_ana, from_ben = (c.send_frame(b"after", now=10.0) for c in (ana, ben))
 
     for wire, member in ((from_ana, ben), (from_ben, ana)):
-        assert cy.read_frame(wire, now=11.5).endswith(b"after")
-        assert member.read_frame(wire, now=11.5).endswith(b"after")  # followed the ratchet
-    for wire in before + during_delay:
+        assert cy.read_frame(wire, now=10.0).endswith(b"after")
+        assert member.read_frame(wire, now=10.0).endswith(b"after")  # followed the ratchet
+        assert member.read_frame(before[0 if member is ben else 1], now=10.0)  # still in grace
+    for wire in before + last_before:
         with pytest.raises(SFrameError):
-            cy.read_frame(wire, now=11.5)
+            cy.read_frame(wire, now=10.0)
     # Not even by ratcheting what it was given: the ratchet only goes forward.
     for wire in before:
         for key in cy.received:
@@ -168,6 +171,30 @@ def test_forward_secrecy_a_leaver_cannot_read_later_frames() -> None:
                 with pytest.raises(SFrameError):
                     sframe.decrypt(key.suite, candidate.base_key.reveal(), wire[10:], wire[:10])
                 candidate = candidate.ratcheted()
+
+
+def test_a_join_while_a_kick_is_pending_uses_no_key_early_and_none_late() -> None:
+    """Kim is kicked at 20.0 and Dan joins at 20.4, before the key that excludes Kim is in use:
+    Ana and Cy go on with the keys everyone holds until the kick's deadline (21.0), and from
+    then on send under keys Kim cannot read and Dan, Cy and Ana all can."""
+    server, (ana, cy, kim) = _meeting("p_ana", "p_cy", "p_kim")
+    server.leave(kim, now=20.0)
+    dan = Client("p_dan", 4)
+    server.join(dan, now=20.4)
+    waiting = [c.send_frame(b"waiting", now=20.9) for c in (ana, cy)]
+    due = [c.send_frame(b"due", now=21.0) for c in (ana, cy)]
+
+    for i, (sender, reader) in enumerate(((ana, cy), (cy, ana))):
+        assert frame_key_id(waiting[i][10:]).generation == 0  # the key everyone holds
+        assert frame_key_id(due[i][10:]) == KeyId(sender.sender_index, 1, 1)  # kick's, ratcheted
+        assert reader.read_frame(waiting[i], now=21.0).endswith(b"waiting")
+        assert reader.read_frame(due[i], now=21.0).endswith(b"due")
+        assert dan.read_frame(due[i], now=21.0).endswith(b"due")
+        with pytest.raises(SFrameError):
+            dan.read_frame(waiting[i], now=21.0)  # the pre-kick key, never Dan's
+        assert kim.read_frame(waiting[i], now=21.0).endswith(b"waiting")  # the delay's price
+        with pytest.raises(SFrameError):
+            kim.read_frame(due[i], now=21.0)
 
 
 def test_security_codes_agree_without_substitution() -> None:

@@ -23,24 +23,42 @@ def test_frames_carry_the_senders_key_id() -> None:
     assert ben.decrypt(frame, b"", now=0.0) == b"hello"
 
 
-def test_a_new_key_is_used_only_after_the_activation_delay() -> None:
-    ana = SenderKeys(1)
+def test_a_joins_ratchet_is_used_from_the_next_frame_and_old_and_new_members_read_it() -> None:
+    ana, ben = _pair()
+    before = ana.encrypt(b"", b"before", now=10.0)
     newcomer_key = ana.on_join(now=10.0)
     assert newcomer_key.id == KeyId(1, 0, 1)
-    assert ana.latest_key == newcomer_key
+    assert ana.current_key == newcomer_key and ana.latest_key == newcomer_key
+    at_once = ana.encrypt(b"", b"at once", now=10.0)  # no activation delay for a join
+    assert frame_key_id(at_once) == newcomer_key.id
+    assert ben.decrypt(at_once, b"", now=10.0) == b"at once"  # follows the ratchet by himself
+    assert newcomer_key.kid in ben.held_kids()
+    cy = SenderKeys(3)
+    cy.add_peer_key(newcomer_key, now=10.1)  # the key message, once it arrives
+    assert cy.decrypt(at_once, b"", now=10.1) == b"at once"
+    with pytest.raises(SFrameError):
+        cy.decrypt(before, b"", now=10.1)  # the ratchet only goes forward
+    assert ben.decrypt(before, b"", now=10.1) == b"before"  # in flight, within the grace period
+
+
+def test_a_leaves_key_is_used_only_after_the_activation_delay() -> None:
+    ana = SenderKeys(1)
+    fresh = ana.on_leave(now=10.0)
+    assert fresh.id == KeyId(1, 1, 0)
+    assert ana.latest_key == fresh
     assert frame_key_id(ana.encrypt(b"", b"a", now=10.99)) == KeyId(1, 0, 0)
-    assert frame_key_id(ana.encrypt(b"", b"b", now=11.0)) == KeyId(1, 0, 1)
-    assert ana.current_key == newcomer_key
+    assert frame_key_id(ana.encrypt(b"", b"b", now=11.0)) == fresh.id
+    assert ana.current_key == fresh
 
 
 def test_a_restart_uses_the_next_generation_at_once() -> None:
     ana = SenderKeys(1)
-    ana.on_join(now=10.0)  # pending: the restart replaces it and does not wait for it
+    ana.on_leave(now=10.0)  # pending: the restart replaces it and does not wait for it
     fresh = ana.restart(now=10.0)
-    assert fresh.id == KeyId(1, 1, 0)
+    assert fresh.id == KeyId(1, 2, 0)
     assert ana.current_key == fresh and ana.latest_key == fresh
-    assert frame_key_id(ana.encrypt(b"", b"a", now=10.0)) == KeyId(1, 1, 0)
-    assert frame_key_id(ana.encrypt(b"", b"b", now=20.0)) == KeyId(1, 1, 0)
+    assert frame_key_id(ana.encrypt(b"", b"a", now=10.0)) == KeyId(1, 2, 0)
+    assert frame_key_id(ana.encrypt(b"", b"b", now=20.0)) == KeyId(1, 2, 0)
 
 
 def test_receivers_follow_a_ratchet_and_delete_the_old_key_after_the_grace_period() -> None:
@@ -48,11 +66,11 @@ def test_receivers_follow_a_ratchet_and_delete_the_old_key_after_the_grace_perio
     old = ana.encrypt(b"", b"old", now=0.0)
     late_old = ana.encrypt(b"", b"late", now=0.0)
     ana.on_join(now=1.0)
-    new = ana.encrypt(b"", b"new", now=2.0)
+    new = ana.encrypt(b"", b"new", now=1.0)
     assert ben.decrypt(old, b"", now=2.0) == b"old"
     assert ben.decrypt(new, b"", now=2.5) == b"new"  # derived by ratcheting, no message needed
     assert KeyId(1, 0, 1).kid in ben.held_kids()
-    assert ben.decrypt(late_old, b"", now=12.4) == b"late"  # within 10 s of the switch
+    assert ben.decrypt(late_old, b"", now=12.4) == b"late"  # within 10 s of following
     ben.tick(now=12.5)
     assert KeyId(1, 0, 0).kid not in ben.held_kids()
 
@@ -148,9 +166,52 @@ def test_keys_do_not_leak_through_repr() -> None:
 def test_a_newer_pending_key_keeps_the_earlier_deadline() -> None:
     ana = SenderKeys(1, activation_delay=1.0)
     ana.on_leave(now=10.0)
-    newest = ana.on_join(now=10.9)
+    ana.on_join(now=10.5)
+    newest = ana.on_leave(now=10.9)
     assert frame_key_id(ana.encrypt(b"", b"a", now=10.99)) == KeyId(1, 0, 0)
     assert frame_key_id(ana.encrypt(b"", b"b", now=11.0)) == newest.id  # not 11.9
+    assert newest.id == KeyId(1, 2, 0)
+
+
+def test_joins_while_a_kicks_key_is_pending_wait_for_the_kicks_deadline() -> None:
+    """Kim is kicked at 10.0; Dan and Eve join at 10.5 and 10.8. The key that excludes Kim is
+    ratcheted for each newcomer but is used neither before Ben, who stayed, may hold it (he
+    was sent only generation 1, step 0) nor after the kick's deadline, 11.0."""
+    ana, ben = _pair()
+    kim = SenderKeys(9)
+    kim.add_peer_key(ana.current_key, now=0.0)
+    ben.add_peer_key(ana.on_leave(now=10.0), now=10.0)  # the kick
+    for_dan = ana.on_join(now=10.5)
+    for_eve = ana.on_join(now=10.8)
+    assert (for_dan.id, for_eve.id) == (KeyId(1, 1, 1), KeyId(1, 1, 2))
+    assert ana.latest_key == for_eve and ana.current_key.id == KeyId(1, 0, 0)
+    dan, eve = SenderKeys(4), SenderKeys(5)
+    dan.add_peer_key(for_dan, now=10.8)
+    eve.add_peer_key(for_eve, now=10.8)
+
+    waiting = ana.encrypt(b"", b"waiting", now=10.99)
+    assert frame_key_id(waiting) == KeyId(1, 0, 0)  # not yet a key Ben may lack
+    assert kim.decrypt(waiting, b"", now=10.99) == b"waiting"  # the delay's price, as before
+    for newcomer in (dan, eve):
+        with pytest.raises(SFrameError):
+            newcomer.decrypt(waiting, b"", now=10.99)
+
+    due = ana.encrypt(b"", b"due", now=11.0)  # the kick's deadline, not the joins' (11.5, 11.8)
+    assert frame_key_id(due) == for_eve.id
+    for reader in (ben, dan, eve):
+        assert reader.decrypt(due, b"", now=11.0) == b"due"
+    with pytest.raises(SFrameError):
+        kim.decrypt(due, b"", now=11.0)
+
+
+def test_a_join_after_a_pending_keys_deadline_ratchets_it_and_uses_that_at_once() -> None:
+    ana, ben = _pair()
+    ben.add_peer_key(ana.on_leave(now=10.0), now=10.0)  # due at 11.0; no frame or tick since
+    for_dan = ana.on_join(now=12.0)
+    assert for_dan.id == KeyId(1, 1, 1)
+    frame = ana.encrypt(b"", b"x", now=12.0)
+    assert frame_key_id(frame) == for_dan.id
+    assert ben.decrypt(frame, b"", now=12.0) == b"x"
 
 
 def test_churn_does_not_postpone_the_key_that_excludes_a_kicked_participant() -> None:
@@ -182,9 +243,9 @@ def test_churn_does_not_postpone_the_key_that_excludes_a_kicked_participant() ->
     assert ana.current_key.id.generation >= 1
 
 
-def test_a_rotation_after_an_overdue_pending_key_still_waits_the_full_delay() -> None:
+def test_a_leave_after_an_overdue_pending_key_still_waits_the_full_delay() -> None:
     ana = SenderKeys(1, activation_delay=1.0)
-    first = ana.on_join(now=0.0)  # due at 1.0; no frame is sent until much later
+    first = ana.on_leave(now=0.0)  # due at 1.0; no frame is sent until much later
     second = ana.on_leave(now=5.0)
     assert frame_key_id(ana.encrypt(b"", b"a", now=5.5)) == first.id
     assert frame_key_id(ana.encrypt(b"", b"b", now=6.0)) == second.id
@@ -192,8 +253,8 @@ def test_a_rotation_after_an_overdue_pending_key_still_waits_the_full_delay() ->
 
 def test_a_step_activated_as_the_next_generation_arrives_still_decrypts_until_grace() -> None:
     ana, ben = _pair()
-    ana.on_join(now=0.0)  # step 1, due at 1.0, never sent to ben: he follows the ratchet
-    ben.add_peer_key(ana.on_leave(now=5.0), now=5.0)  # step 1 goes in use now, gen 1 is pending
+    ana.on_join(now=0.0)  # step 1, in use at once, never sent to ben: he follows the ratchet
+    ben.add_peer_key(ana.on_leave(now=5.0), now=5.0)  # step 1 stays in use, gen 1 is pending
     frame = ana.encrypt(b"", b"step one", now=5.5)
     assert frame_key_id(frame) == KeyId(1, 0, 1)
     assert ben.decrypt(frame, b"", now=5.5) == b"step one"

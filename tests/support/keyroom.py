@@ -88,7 +88,8 @@ class Room:
         return ring
 
     def meeting(self, *names: str) -> list[Keyring]:
-        """Everyone joins one after the other; then every first key is in use."""
+        """Everyone joins one after the other (each join's key is in use at once); then the
+        activation delay passes, so that tests start from a quiet room."""
         rings = [self.join(name) for name in names]
         self.settle()
         return rings

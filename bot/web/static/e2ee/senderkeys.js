@@ -2,13 +2,18 @@
 // with its own key. The same state machine as bot/e2ee/senderkeys.py:
 //
 // - On a join, every sender ratchets its key one step and gives the newcomer only the ratcheted
-//   key: the ratchet is one-way, so the newcomer cannot decrypt anything sent before.
+//   key: the ratchet is one-way, so the newcomer cannot decrypt anything sent before. With no
+//   key pending, the sender uses the ratcheted key at once: the others follow a ratchet by
+//   themselves, and the newcomer decrypts nothing until its key arrives anyway, so waiting would
+//   only postpone the newcomer's first frame. With a key pending, it ratchets that one, which
+//   keeps its deadline.
 // - On a leave or kick, every remaining sender draws a fresh random key (next generation) and
 //   gives it only to those who remain: the leaver's old keys say nothing about it.
-// - A sender uses a new key only `activationDelay` seconds after creating it, so that peers hold
-//   it by then. A newer key that replaces a pending one keeps the pending one's deadline: the
-//   deadline never moves later, so the key a rotation calls for (or a newer one) is in use at
-//   most one delay after it, however often the roster changes.
+// - A sender uses a leave's new key only `activationDelay` seconds after creating it, so that
+//   peers hold it by then. A newer key that replaces a pending one (a join's ratchet of it, or
+//   the next leave's key) keeps the pending one's deadline: the deadline never moves later, so
+//   the key a leave calls for (or a newer one) is in use at most one delay after it, however
+//   often the roster changes.
 // - Receivers that hold an earlier key of the same generation follow a ratchet by themselves
 //   when frames with a later step's KID arrive.
 // - A receiver keeps a superseded key for `gracePeriod` seconds (frames under it may still be in
@@ -159,9 +164,22 @@ export class SenderKeys {
     return this._pending ?? this._current;
   }
 
-  // Ratchet for a newcomer; resolves to the key to send to the newcomer only.
+  // Ratchet for a newcomer; resolves to the key to send to the newcomer only. With nothing
+  // pending, the ratcheted key is in use at once: the others hold the key it ratchets and follow
+  // it by themselves, and the newcomer can read nothing before its key arrives anyway, so a
+  // delay would only hold back its first frame. A pending key (a leave's) is ratcheted instead
+  // and keeps its deadline: the others may not hold it yet, and the key that excludes a leaver
+  // must not start later. As bot/e2ee/senderkeys.py.
   onJoin(now) {
-    return this._serial.run(async () => this._schedule(await this.latestKey.ratcheted(), now));
+    return this._serial.run(async () => {
+      // A pending key whose time came with no frame or tick since is current already.
+      if (now >= this._pendingAt) await this._activate();
+      if (this._pending !== null) return this._schedule(await this._pending.ratcheted(), now);
+      const key = await this._current.ratcheted();
+      this._pending = key;
+      await this._activate();
+      return key;
+    });
   }
 
   // Draw the next generation's key; resolves to the key to send to each remaining peer.
