@@ -249,3 +249,27 @@ async def test_a_publisher_gets_remb_from_the_relay(
     await eventually(lambda: len(ana.remb) >= 5, "five REMBs reached ana's senders")
     assert {value for value, _ in ana.remb} == {MAX_PUBLISH_BITRATE}, ana.remb
     assert all(set(ssrcs) == announced for _, ssrcs in ana.remb), (ana.remb, announced)
+
+
+async def test_a_new_subscribers_key_frame_is_asked_for_once_it_can_receive_it(
+    started: Callable[[Secret], Awaitable[FakeCore]],
+) -> None:
+    """ana sends a key frame only when asked. When ben joins, the relay asks her once ben's
+    transport is connected, not when it makes his subscription: a key frame asked for then
+    would reach the relay before ben could receive it and be lost, and the request that
+    mattered would wait out her 300 ms throttle. So every key frame she sends for his join
+    reaches him, the first thing he gets from her."""
+    core = await started(SECRET)
+    await asyncio.wait_for(core.ready.wait(), 20)
+    ana, ben = FakeClient("ana"), FakeClient("ben")
+    await core.join("r5", ana)
+    await eventually(lambda: bool(ana.sent["video"]), "ana sends")
+    ana_keys_before = sum(1 for f in ana.sent["video"] if f[0] & 1 == 0)
+    await core.join("r5", ben)
+    await eventually(lambda: _frames_from(ben, "ana", "video", 10), "ben gets ana's video")
+
+    keys_for_ben = [f for f in ana.sent["video"] if f[0] & 1 == 0][ana_keys_before:]
+    got = ben.received[("ana", "video")].frames
+    assert keys_for_ben, "ana was never asked for a key frame"
+    assert got[0] == keys_for_ben[0], "ben's first frame is not the key frame asked for him"
+    assert all(frame in got for frame in keys_for_ben), "a key frame asked for ben was lost"
