@@ -10,6 +10,7 @@ Its policy lets the page load only this server's own files and talk only to this
 from __future__ import annotations
 
 import functools
+import posixpath
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,14 +23,42 @@ from bot.core.links import is_id
 STATIC_DIR = Path(__file__).parent / "static"
 PAGE = STATIC_DIR / "meeting.html"
 
+ENTRY = "app/main.js"
+# Static imports and re-exports of a module: `import ... from "./x.js"`, `import "./x.js"`.
+_IMPORT = re.compile(r'^(?:import|export)\b[^;]*?["\'](\.{1,2}/[\w./-]+\.js)["\'];?$', re.M)
 # A Host header that can be an origin: a DNS name or address and a port, nothing that could
 # end the directive or start another one.
 _HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 
+def module_graph(entry: str = ENTRY) -> list[str]:
+    """Every module the page's script imports, directly or not, as paths under static/, the
+    entry first."""
+    found: dict[str, None] = {}
+    queue = [entry]
+    while queue:
+        module = queue.pop(0)
+        if module in found:
+            continue
+        found[module] = None
+        folder = posixpath.dirname(module)
+        for target in _IMPORT.findall((STATIC_DIR / module).read_text(encoding="utf-8")):
+            queue.append(posixpath.normpath(posixpath.join(folder, target)))
+    return list(found)
+
+
 @functools.cache
 def page_bytes() -> bytes:
-    return PAGE.read_bytes()
+    """The page, told every module its script will import (``modulepreload``): the browser
+    fetches them all at once instead of one level of imports after another."""
+    links = "".join(
+        f'    <link rel="modulepreload" href="../static/{module}" />\n'
+        for module in module_graph()[1:]
+    )
+    html = PAGE.read_text(encoding="utf-8")
+    anchor = '    <script type="module"'
+    assert anchor in html
+    return html.replace(anchor, links + anchor, 1).encode()
 
 
 def meeting_csp(request: web.Request, base_url: str) -> str:

@@ -462,3 +462,36 @@ async def test_each_camera_climbs_to_full_resolution_in_a_meeting(
         assert set(reached) == {"hana", "ana"}, "\n".join(seen)
         await keeps_decoding(ana, ids["hana"])
         await keeps_decoding(hana, ids["ana"])
+
+
+async def test_media_is_made_ready_before_join_and_sent_only_on_join(
+    browser: Browser, relay_server: Running
+) -> None:
+    """The page prepares its peer connection and offer while the person looks at the pre-join
+    screen, so that Join sends at once; nothing goes to the server before Join, and what the
+    person changed meanwhile (the camera turned off here) is what the prepared lines send."""
+    meeting = await make_meeting(relay_server, "ana")
+    link = meeting.invites["ana"].link.reveal()
+    sent: list[str] = []
+    async with tabs(browser, relay_server, {"ana": link}) as pages:
+        ana = pages["ana"]
+        ana.page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
+        await ana.page.reload()  # the listener sees the page's own websocket from the start
+        await ana.until_screen("screen-prejoin")
+
+        async def prepared() -> bool:
+            return bool(await ana.page.evaluate("conclaveMeeting.prepared()"))
+
+        await until(prepared, "the page to prepare its offer")
+        assert not [f for f in sent if '"publish"' in f], sent
+        await press(ana, "#pre-cam")
+        await ana.join()
+        await ana.until_screen("screen-meeting")
+
+        async def sending_audio() -> bool:
+            return int((await sending(ana))["audio"].get("bytesSent", 0)) > 0
+
+        await until(sending_audio, "ana's microphone to go out")
+        assert len([f for f in sent if '"publish"' in f]) == 1, sent
+        out = await sending(ana)
+        assert out["video"]["track"] is None and out["audio"]["track"] is not None, out

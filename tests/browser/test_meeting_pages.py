@@ -202,3 +202,34 @@ async def test_a_reused_link_shows_already_used_and_the_host_is_told(
         await until(told, "the host to be told of the reused link")
         notice = await hana.page.locator("#notices li").first.text_content()
         assert notice is not None and "Ana's link" in notice and "already used" in notice
+
+
+async def test_the_page_preloads_every_module_it_imports(browser: Browser, server: Running) -> None:
+    """The served page lists its whole module graph as modulepreload links, so the browser
+    fetches the modules in parallel; were one import missing from the list, the document would
+    fetch it as a script only once its importer had loaded (initiator ``script``, not
+    ``link``), one round trip later per level."""
+    meeting = await make_meeting(server, "ana")
+    link = meeting.invites["ana"].link.reveal()
+    async with open_tab(browser, server.base_url, "ana", link) as tab:
+        await tab.until_screen("screen-prejoin")
+        # The document's own fetches: those before it started the frame worker, whose imports
+        # (a worker cannot use the document's preloads) are listed after it.
+        fetched = await tab.page.evaluate(
+            """() => {
+              const paths = performance.getEntriesByType("resource")
+                .filter((r) => r.name.endsWith(".js"))
+                .map((r) => [new URL(r.name).pathname, r.initiatorType]);
+              const worker = paths.findIndex(([path]) => path === "/static/worker.js");
+              return worker < 0 ? paths : paths.slice(0, worker);
+            }"""
+        )
+    modules = dict(fetched)
+    assert "/static/app/main.js" in modules and "/static/e2ee/hpke.js" in modules, modules
+    not_preloaded = {
+        path: how
+        for path, how in modules.items()
+        if how == "script" and path != "/static/app/main.js"
+    }
+    assert not_preloaded == {}, modules
+    assert tab.problems() == []

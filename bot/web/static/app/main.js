@@ -68,7 +68,9 @@ class MeetingPage {
       return;
     }
     await this.local.open();
+    performance.mark("conclave:devices");
     await this.prejoin.show(w);
+    performance.mark("conclave:prejoin");
   }
 
   lobby(sentence) {
@@ -189,6 +191,7 @@ class MeetingPage {
 }
 
 async function main() {
+  performance.mark("conclave:start");
   const roomId = roomFromPath(window.location.pathname);
   if (!window.isSecureContext || !globalThis.crypto?.subtle) {
     showPage(TITLES.unsupported, SENTENCES.insecure);
@@ -220,7 +223,10 @@ async function main() {
   for (const name of Object.getOwnPropertyNames(MeetingPage.prototype)) {
     if (name !== "constructor") ui[name] = (...args) => page[name](...args);
   }
-  globalThis.conclaveMeeting = Object.freeze({ report: () => page.report() });
+  globalThis.conclaveMeeting = Object.freeze({
+    report: () => page.report(),
+    prepared: () => session.isPrepared(),
+  });
   session.start();
 }
 

@@ -73,6 +73,9 @@ export class MediaSession {
     this._senders = {};
     this._owners = new Map(); // mid -> participant id
     this.pc.addEventListener("track", (event) => this._track(event));
+    this.pc.addEventListener("connectionstatechange", () => {
+      performance.mark(`conclave:media-${this.pc.connectionState}`);
+    });
   }
 
   // The one offer: `tracks` is {audio, video}, each a MediaStreamTrack or null.
@@ -124,6 +127,7 @@ export class MediaSession {
   }
 
   _track({ track, streams, receiver, transceiver }) {
+    performance.mark(`conclave:track-${track.kind}`);
     // The relay names each forwarded stream after its participant (msid "<id> <id>-<kind>").
     const owner = streams[0]?.id ?? "";
     this._owners.set(transceiver.mid, owner);

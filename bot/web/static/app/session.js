@@ -27,6 +27,7 @@ export class MeetingSession {
     this.roster = [];
     this.keyring = null;
     this.media = null;
+    this._prepared = null; // {media, offer}: made before Join was pressed, not yet sent
     this.admitted = false;
     this.joined = false; // the person pressed Join: publish media when admitted
     this.ended = null;
@@ -117,6 +118,7 @@ export class MeetingSession {
   // --- messages ------------------------------------------------------------------------------
 
   async _onWelcome(message) {
+    performance.mark("conclave:welcome");
     const first = this.welcome === null;
     this._attempts = 0;
     this._resume = message.resume_token;
@@ -164,14 +166,17 @@ export class MeetingSession {
   }
 
   async _onAnswer(message) {
+    performance.mark("conclave:answer-received");
     await this.media?.acceptAnswer(message.answer);
     this._publishAttempts = 0;
   }
 
   async _onOffer(message) {
     if (this.media === null) return;
+    performance.mark("conclave:relay-offer");
     const answer = await this.media.answerOffer(message.offer);
     this.send("answer", { negotiation: message.negotiation, answer });
+    performance.mark("conclave:relay-answered");
   }
 
   async _onMediaLost() {
@@ -231,23 +236,60 @@ export class MeetingSession {
     }
     this.send("keys", this.keyring.announcement());
     await this.publish();
+    this.prepare();
   }
 
   // The person pressed Join: media goes out as soon as the host has let them in.
   async join() {
+    performance.mark("conclave:join");
     this.joined = true;
     await this.publish();
   }
 
+  // While the person looks at the pre-join screen: the peer connection and its offer, with
+  // its ICE candidates gathered, so that Join sends at once. Made once keys are set up
+  // (frames.init ran), maybe before the camera is open: its lines take the tracks when Join
+  // is pressed. Nothing leaves the browser before Join (publish sends the offer).
+  prepare() {
+    if (this.media !== null || this._prepared !== null || this.keyring === null) return;
+    if (this.joined || this.ended !== null) return;
+    const media = this._newMedia();
+    const offer = media.offer(this.local.tracks());
+    offer.catch(() => {}); // a failure shows when publish awaits it
+    this._prepared = { media, offer };
+  }
+
+  // Whether a prepared offer is ready to go (for people debugging, and the browser tests).
+  async isPrepared() {
+    if (this._prepared === null) return false;
+    await this._prepared.offer;
+    return true;
+  }
+
   async publish() {
     if (!this.joined || !this.admitted || this.media !== null || this.ended !== null) return;
-    this.media = new MediaSession({
+    const prepared = this._prepared;
+    this._prepared = null;
+    let offer;
+    if (prepared === null) {
+      this.media = this._newMedia();
+      offer = await this.media.offer(this.local.tracks());
+    } else {
+      this.media = prepared.media;
+      offer = await prepared.offer;
+      // The person may have switched a device or turned one off since: same senders.
+      for (const kind of ["audio", "video"]) await this.updateTracks(kind);
+    }
+    performance.mark("conclave:offer-sent");
+    this.send("publish", { offer });
+  }
+
+  _newMedia() {
+    return new MediaSession({
       frames: this.frames,
       iceServers: this._iceServers,
       onTrack: (owner, kind, track) => this.ui.track(owner, kind, track),
     });
-    const offer = await this.media.offer(this.local.tracks());
-    this.send("publish", { offer });
   }
 
   // The tracks to send changed (mute, camera, screen share): same senders, no renegotiation.
@@ -272,6 +314,8 @@ export class MeetingSession {
   }
 
   _stopMedia() {
+    this._prepared?.media.close();
+    this._prepared = null;
     if (this.media !== null) {
       this.media.close();
       this.media = null;
