@@ -1,0 +1,49 @@
+"""Run one relay worker from a given source tree (the current one, or a baseline worktree).
+
+    python bench/capacity/worker_entry.py CORE_URL WORKER_ID ROOT
+
+``ROOT`` must come first on ``PYTHONPATH`` (the bench sets it, and the working directory);
+this checks that ``bot`` was imported from there, so a baseline run cannot silently measure
+the current tree. The secret comes from ``CONCLAVE_RELAY_SECRET``. Only APIs that are the
+same at the baseline are used: ``run_worker`` and ``RelaySettings``. The per-participant packet
+limit is raised out of the way (the fan-out case's one publisher sends far more than a camera).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+MAX_PACKET_RATE = 1_000_000
+
+
+def main(core_url: str, worker_id: str, root: str) -> None:
+    import bot
+    from bot.config import RelaySettings
+    from bot.relay.worker import run_worker
+    from bot.secret import Secret
+
+    where = Path(str(bot.__file__)).resolve()
+    if not where.is_relative_to(Path(root).resolve()):
+        sys.exit(f"bot was imported from {where}, not from {root}")
+    logging.basicConfig(level=logging.WARNING)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        settings = RelaySettings(
+            secret=Secret(os.environ["CONCLAVE_RELAY_SECRET"]),
+            host_addresses=("127.0.0.1",),
+            max_packet_rate=MAX_PACKET_RATE,
+        )
+        await run_worker(core_url, worker_id, settings, stop=stop)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

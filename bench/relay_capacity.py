@@ -1,0 +1,273 @@
+"""How many packets a second relay workers forward before loss or latency gives way.
+
+    python bench/relay_capacity.py --quick                  # ~2-4 min: 1x9 and the meeting
+    python bench/relay_capacity.py                          # every case, longer steps
+    python bench/relay_capacity.py --workers 2 --cases rooms3,rooms20 --no-baseline
+
+The bench plays the core (``bench/capacity/core.py``): worker processes dial its control
+websocket, and participants live in separate generator processes (``bench/capacity/
+generator.py``). Each participant negotiates with aiortc as a real client does (SDP through the
+control channel, ICE, DTLS), then sends and receives SRTP itself on the same socket with the
+keys DTLS gave it, so a packet costs the generator a few microseconds, not aiortc's path.
+
+For each case the publishers' video rate is stepped up (``--factor`` per step) until loss
+passes ``--max-loss`` % or latency p99 passes ``--max-p99`` ms; the last step within both is
+what the case "held". Figures per step: forwarded packets a second (the worker's own count),
+worker CPU (from /proc/PID/stat) per forwarded packet, p50/p99 latency from the publisher's
+send to the packet's arrival at the subscriber's socket (the kernel's timestamp, so the
+generator's own delays in reading are left out; the publisher's SRTP and two loopback hops are
+in, so it is an upper bound on what the relay adds), loss, the worker's peak RSS, and the
+generators' CPU with offered vs. forwarded rate, to show they were not the bottleneck.
+
+The same cases run against ``--baseline`` (a commit, checked out in a temporary git worktree
+that is removed at the end) in the same run, and the summary gives current/baseline ratios.
+The per-participant packet limit (``relay.max_packet_rate``) is raised out of the way in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Run as a script from anywhere: make the repository root importable.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.capacity.core import REPO
+from bench.capacity.session import Case, Session, Step
+
+CASES = {
+    c.key: c
+    for c in (
+        Case("fanout", "1 publisher x 9 subscribers, video", 1, 1, 9, ("video",)),
+        Case("rooms3", "3 rooms x 3, audio+video", 3, 3, 0, ("video", "audio")),
+        Case("meeting10", "10-person meeting, audio+video", 1, 10, 0, ("video", "audio")),
+        Case("rooms20", "20 rooms x 3, audio+video", 20, 3, 0, ("video", "audio")),
+    )
+}
+QUICK_CASES = "fanout,meeting10"
+DEFAULT_BASELINE = "927f4b2"  # main before issue 13's work on the relay
+SETUP_VIDEO_RATE = 20.0  # while everyone joins: enough for key frames to flow
+WARM_UP_WINDOWS = 20  # of a second each, at most
+
+
+async def warm_up(session: Session, rate: float, args: argparse.Namespace) -> None:
+    """Until the worker has caught up with the joins: it queues what it cannot handle yet
+    (aioice's queue of received datagrams is unbounded), so the first seconds after the
+    negotiations show their backlog, not the rate."""
+    for _ in range(WARM_UP_WINDOWS):
+        step = await session.measure(rate, 1.0)
+        if not (why := verdict(step, args)):
+            return
+    print(
+        f"  (warm-up: still {why} after {WARM_UP_WINDOWS} s, p99 {step.p99_ms:.0f} ms, "
+        f"loss {step.loss_pct:.1f}%)"
+    )
+
+
+@dataclass
+class Climb:
+    """One case on one build: every step, the last one held, and what stopped the climb."""
+
+    build: str
+    steps: list[Step] = field(default_factory=list)
+    held: Step | None = None
+    limit: str = ""
+
+
+def verdict(step: Step, args: argparse.Namespace) -> str:
+    """Empty when the step held; else what gave way."""
+    if step.offered_per_s < 0.9 * step.target_per_s:
+        return "generator"
+    if step.missing_flows:
+        return "flows"
+    if step.loss_pct > args.max_loss:
+        return "loss"
+    if step.p99_ms > args.max_p99:
+        return "p99"
+    return ""
+
+
+def step_line(case: Case, build: str, n: int, s: Step, why: str) -> str:
+    return (
+        f"  {case.key:9s} {build:8s} #{n:<2d} video {s.video_rate:6.0f}/s  "
+        f"target {s.target_per_s:7.0f}  offered {s.offered_per_s:7.0f}  "
+        f"fwd {s.forwarded_per_s:7.0f}  got {s.delivered_per_s:7.0f}  "
+        f"loss {s.loss_pct:6.2f}%  p50 {s.p50_ms:6.2f}  p99 {s.p99_ms:6.2f} ms  "
+        f"worker {s.worker_cpu_pct:4.0f}% {s.worker_us_per_packet:5.1f} us/pkt  "
+        f"gen {s.generator_cpu_pct:4.0f}% {s.generator_us_per_packet:4.1f} us/pkt  "
+        f"{'held' if not why else 'FAILED: ' + why}"
+        + (f"  (mismatched payloads: {s.mismatched})" if s.mismatched else "")
+    )
+
+
+async def climb(case: Case, build: str, root: Path, args: argparse.Namespace) -> Climb:
+    result = Climb(build)
+    session = Session(case, root, args.workers, args.generators)
+    try:
+        await session.open()
+        await session.set_rates(SETUP_VIDEO_RATE)
+        await session.wait_flowing()
+        rate = case.video_rate_for(args.start)
+        await session.set_rates(rate)
+        await warm_up(session, rate, args)
+        failed: float | None = None
+        for n in range(1, args.max_steps + 1):
+            step = await session.step(rate, args.seconds, args.settle)
+            result.steps.append(step)
+            why = verdict(step, args)
+            print(step_line(case, build, n, step, why), flush=True)
+            if not why:
+                result.held = step
+                if failed is not None:
+                    break  # the refinement step held
+                rate *= args.factor
+                continue
+            result.limit = why
+            if failed is not None or not args.refine or result.held is None or why == "generator":
+                break
+            failed, rate = rate, (rate * result.held.video_rate) ** 0.5
+        else:
+            result.limit = "max steps"
+    finally:
+        await session.close()
+    return result
+
+
+@contextlib.contextmanager
+def worktree(ref: str) -> Iterator[Path]:
+    """A temporary detached git worktree of ``ref``, removed afterwards."""
+    parent = Path(tempfile.mkdtemp(prefix="conclave-baseline-"))
+    path = parent / "tree"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), ref],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(path)],
+            check=False,
+            capture_output=True,
+        )
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def describe(ref: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "log", "-1", "--format=%h %s", ref],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()[:72]
+
+
+def summary(results: list[tuple[Case, list[Climb]]]) -> str:
+    head = (
+        f"{'case':38s} {'build':8s} {'held fwd/s':>10s} {'us/pkt':>7s} {'p50 ms':>7s} "
+        f"{'p99 ms':>7s} {'loss %':>7s} {'RSS MiB':>8s} {'worker':>7s} {'gen CPU':>8s} "
+        f"{'offered/s':>10s} {'delivered':>10s}  stopped by"
+    )
+    rows = [head, "-" * len(head)]
+    for case, climbs in results:
+        label = case.label
+        for c in climbs:
+            h = c.held
+            if h is None:
+                rows.append(f"{label:38s} {c.build:8s} {'none held':>10s}  stopped by {c.limit}")
+            else:
+                rows.append(
+                    f"{label:38s} {c.build:8s} {h.forwarded_per_s:10.0f} "
+                    f"{h.worker_us_per_packet:7.1f} {h.p50_ms:7.2f} {h.p99_ms:7.2f} "
+                    f"{h.loss_pct:7.3f} {h.peak_rss_mib:8.0f} {h.worker_cpu_pct:6.0f}% "
+                    f"{h.generator_cpu_pct:7.0f}% {h.offered_per_s:10.0f} "
+                    f"{h.delivered_per_s:10.0f}  {c.limit}"
+                )
+            label = ""
+        if len(climbs) == 2 and climbs[0].held and climbs[1].held:
+            a, b = climbs[0].held, climbs[1].held
+
+            def ratio(x: float, y: float, width: int) -> str:
+                return f"{x / y:{width}.2f}" if y else f"{'-':>{width}s}"
+
+            rows.append(
+                f"{'':38s} {'ratio':8s} {ratio(a.forwarded_per_s, b.forwarded_per_s, 10)} "
+                f"{ratio(a.worker_us_per_packet, b.worker_us_per_packet, 7)} "
+                f"{ratio(a.p50_ms, b.p50_ms, 7)} {ratio(a.p99_ms, b.p99_ms, 7)} "
+                f"{'':7s} {ratio(a.peak_rss_mib, b.peak_rss_mib, 8)} "
+                f"{ratio(a.worker_cpu_pct, b.worker_cpu_pct, 7)}"
+            )
+    return "\n".join(rows)
+
+
+def load_average() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+async def run(args: argparse.Namespace) -> None:
+    keys = [k.strip() for k in args.cases.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    print(f"current:  {REPO} at {describe('HEAD')} (working tree)")
+    with contextlib.ExitStack() as stack:
+        builds = [("current", REPO)]
+        if args.baseline:
+            print(f"baseline: {describe(args.baseline)} (temporary worktree)")
+            builds.append(("baseline", stack.enter_context(worktree(args.baseline))))
+        print(
+            f"{args.workers} worker(s), {args.generators} generator process(es), "
+            f"{args.seconds:g} s per step after {args.settle:g} s to settle; "
+            f"held = loss <= {args.max_loss}% and p99 <= {args.max_p99} ms"
+        )
+        results: list[tuple[Case, list[Climb]]] = []
+        for key in keys:
+            case = CASES[key]
+            if case.rooms < args.workers:  # one room per worker at least, to load them all
+                case = case.with_rooms(args.workers)
+            print(f"{case.label} ({load_average()})", flush=True)
+            results.append((case, [await climb(case, b, root, args) for b, root in builds]))
+    print()
+    print(summary(results))
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--quick", action="store_true", help=f"cases {QUICK_CASES}, short steps")
+    p.add_argument("--cases", help=f"comma-separated, of {', '.join(CASES)} (default: all)")
+    p.add_argument("--seconds", type=float, help="measured seconds per step (4; quick: 2)")
+    p.add_argument("--settle", type=float, help="seconds after a rate change (1.5; quick: 1)")
+    p.add_argument("--start", type=float, default=4000, help="forwarded/s of the first step")
+    p.add_argument("--factor", type=float, help="rate growth per step (1.35; quick: 1.6)")
+    p.add_argument("--max-steps", type=int, default=12)
+    p.add_argument("--no-refine", dest="refine", action="store_false", default=None)
+    p.add_argument("--max-loss", type=float, default=0.5, help="percent")
+    p.add_argument("--max-p99", type=float, default=20.0, help="milliseconds")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--generators", type=int, default=2)
+    p.add_argument("--baseline", default=DEFAULT_BASELINE, help="commit to compare with")
+    p.add_argument("--no-baseline", dest="baseline", action="store_const", const="")
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.cases = args.cases or (QUICK_CASES if quick else ",".join(CASES))
+    args.seconds = args.seconds or (2.0 if quick else 4.0)
+    args.settle = args.settle if args.settle is not None else (1.0 if quick else 1.5)
+    args.factor = args.factor or (1.6 if quick else 1.35)
+    args.refine = (not quick) if args.refine is None else args.refine
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(run(parse(sys.argv[1:])))
