@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bot.commands import render
 from bot.commands.handler import Invitation, Outcome
 from bot.errors import ConclaveError
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,22 @@ async def deliver(invitations: Sequence[Invitation], send: Send) -> DeliveryRepo
         (i.to.display_name, why) for i, why in zip(invitations, reasons, strict=True) if why
     )
     return DeliveryReport(room_id=invitations[0].room.id, sent=sent, failed=failed)
+
+
+def count(
+    metrics: Metrics | None, platform: str, outcome: Outcome, report: DeliveryReport | None = None
+) -> None:
+    """Count one slash command on ``platform`` by its outcome, and its undelivered DMs."""
+    if metrics is None:
+        return
+    if outcome.ok:
+        result = "ok"
+    else:
+        # The handler answers every failure it did not foresee with exactly this text.
+        result = "error" if outcome.reply == render.INTERNAL_ERROR else "refused"
+    metrics.command(platform, result)
+    if report is not None:
+        metrics.dm_failed(platform, len(report.failed))
 
 
 def caller_reply(outcome: Outcome, report: DeliveryReport) -> str:

@@ -28,12 +28,14 @@ from bot.config import Settings, section_env
 from bot.core.service import MeetingService
 from bot.core.sweeper import run_sweeper
 from bot.errors import ConclaveError
+from bot.metrics import Metrics
 from bot.relay.local import LocalWorkers
 from bot.relay.pool import RelayPool
 from bot.secret import Secret
 from bot.signaling.hub import Hub
 from bot.store.sqlite import SqliteStore
-from bot.web.app import create_app, make_runner
+from bot.web.app import create_app, make_runner, metrics_app, metrics_handler
+from bot.web.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,15 @@ class Application:
     hub: Hub
     web_app: web.Application
     console: ConsoleAdapter | None
+    metrics: Metrics = field(default_factory=Metrics)
+    # The separate metrics listener's application (``metrics.listen``), if there is one.
+    metrics_app: web.Application | None = None
     platforms: list[PlatformAdapter] = field(default_factory=list)
     relay_pool: RelayPool | None = None
     relay_secret: Secret = field(default_factory=lambda: Secret(""))
     _workers: LocalWorkers | None = None
     _runner: web.AppRunner | None = None
+    _metrics_runner: web.AppRunner | None = None
     _listener: socket.socket | None = None  # bound by ``build`` for ``server.port = 0``
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -75,6 +81,7 @@ class Application:
             await self.stop()
             raise StartupError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from None
         log.info("listening on %s:%d; links use %s", host, port, self.settings.server.base_url)
+        await self._start_metrics_listener()
         await self._start_relays()
         self._tasks.append(
             asyncio.create_task(
@@ -95,6 +102,29 @@ class Application:
     @property
     def local_workers(self) -> LocalWorkers | None:
         return self._workers
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """Where the separate metrics listener listens (its real port, for ``:0``)."""
+        if self._metrics_runner is None or not self._metrics_runner.addresses:
+            return None
+        host, port = self._metrics_runner.addresses[0][:2]
+        return str(host), int(port)
+
+    async def _start_metrics_listener(self) -> None:
+        if self.metrics_app is None:
+            return
+        host, port = self.settings.metrics.address
+        self._metrics_runner = make_runner(self.metrics_app, self.settings.server.idle_timeout)
+        await self._metrics_runner.setup()
+        try:
+            await web.TCPSite(self._metrics_runner, host, port).start()
+        except OSError as exc:
+            await self.stop()
+            raise StartupError(
+                f"Cannot listen for metrics on {host}:{port}: {exc.strerror or exc}."
+            ) from None
+        log.info("serving /metrics on %s:%d", *(self.metrics_address or (host, port)))
 
     async def _start_relays(self) -> None:
         count = self.settings.relay.workers
@@ -125,9 +155,10 @@ class Application:
         if self._workers is not None:
             await self._workers.stop()
             self._workers = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        for runner in (self._metrics_runner, self._runner):
+            if runner is not None:
+                await runner.cleanup()
+        self._runner = self._metrics_runner = None
         if self._listener is not None:
             self._listener.close()  # never started, or the server has closed it already
             self._listener = None
@@ -175,21 +206,33 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     # Local workers only need a secret shared with this process: a fresh one per run will do.
     secret = settings.relay.secret or Secret(secrets.token_urlsafe(32))
     pool = RelayPool(secret)
-    hub = Hub(service, settings.signaling, relay=pool)
+    metrics = Metrics()
+    hub = Hub(service, settings.signaling, relay=pool, metrics=metrics)
+    metrics.watch(hub, pool)
+    scrape = metrics_handler(metrics, settings.metrics.token)
     # The hub hears the core's events and the relay's; neither knows the hub.
     service.events.subscribe(hub.on_event)
     pool.on_offer(hub.media.relay_offer)
     pool.on_lost(hub.media.relay_lost)
     web_app = create_app(
-        hub, settings.server.base_url, pool.handle_worker, idle_timeout=settings.server.idle_timeout
+        hub,
+        settings.server.base_url,
+        pool.handle_worker,
+        idle_timeout=settings.server.idle_timeout,
+        health=Health(store, pool),
+        metrics=scrape if settings.metrics.public else None,
     )
-    platforms = build_platform_adapters(settings, handler, web_app)
+    platforms = build_platform_adapters(settings, handler, web_app, metrics)
     # The console is the adapter of last resort: with no chat platform configured, it is on.
     console = (
         None
         if platforms
         else ConsoleAdapter(
-            handler, settings.console.user, out or sys.stdout, url=settings.server.base_url
+            handler,
+            settings.console.user,
+            out or sys.stdout,
+            url=settings.server.base_url,
+            metrics=metrics,
         )
     )
     return Application(
@@ -200,6 +243,10 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
         hub=hub,
         web_app=web_app,
         console=console,
+        metrics=metrics,
+        metrics_app=(
+            metrics_app(scrape, settings.server.idle_timeout) if settings.metrics.listen else None
+        ),
         platforms=platforms,
         relay_pool=pool,
         relay_secret=secret,

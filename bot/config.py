@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from adapters.discord.settings import DiscordSettings
 from adapters.slack.settings import SlackSettings
-from bot.config_fields import Check, Section, spec
+from bot.config_fields import Check, Section, host_port, host_port_check, is_loopback, spec
 from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
 from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError
@@ -28,6 +28,7 @@ from bot.secret import Secret
 ENV_PREFIX = "CONCLAVE_"
 CONFIG_PATH_ENV = "CONCLAVE_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_METRICS_TOKEN = 16
 
 
 def _between(low: int, high: int) -> Check:
@@ -161,6 +162,38 @@ class RelaySettings(Section):
     max_packet_rate: int = spec(2000, check=_between(100, 1_000_000))
 
 
+def _bearer_token(v: Secret) -> str | None:
+    if v and len(v.reveal()) < MIN_METRICS_TOKEN:
+        return f"must be at least {MIN_METRICS_TOKEN} characters (e.g. openssl rand -hex 32)"
+    return None
+
+
+@dataclass(frozen=True)
+class MetricsSettings(Section):
+    # Bearer token a scraper must send; with it (and no listen), /metrics is served on the
+    # public listener. Empty: /metrics is not served there at all.
+    token: Secret = spec(Secret(""), check=_bearer_token)
+    # A separate listener for /metrics only (host:port); loopback unless a token guards it.
+    listen: str = spec("", check=host_port_check)
+
+    def validate(self) -> None:
+        if self.listen and not self.token and not is_loopback(self.address[0]):
+            raise ConfigError(
+                "metrics.listen",
+                f"{self.listen} is not a loopback address: anyone who reaches it could read "
+                "the metrics. Listen on 127.0.0.1 or [::1], or set metrics.token",
+            )
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return host_port(self.listen)
+
+    @property
+    def public(self) -> bool:
+        """Whether the public listener serves /metrics (behind the token)."""
+        return bool(self.token) and not self.listen
+
+
 @dataclass(frozen=True)
 class LoggingSettings(Section):
     level: str = spec("info", check=_level)
@@ -178,6 +211,7 @@ class Settings:
     meetings: MeetingSettings = field(default_factory=MeetingSettings)
     signaling: SignalingSettings = field(default_factory=SignalingSettings)
     relay: RelaySettings = field(default_factory=RelaySettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     slack: SlackSettings = field(default_factory=SlackSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)

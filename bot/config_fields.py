@@ -7,6 +7,7 @@ duration, and a check of its value alone; checks that read several keys go in ``
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import Field, field
 from typing import Any, ClassVar
@@ -24,6 +25,34 @@ def http_url(v: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "must be an http:// or https:// URL"
     return None
+
+
+def host_port(v: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` for an IPv6 address) as its parts; ValueError if not."""
+    parts = urlsplit(f"//{v}")
+    port = parts.port  # ValueError if not a number from 0 to 65535
+    if not parts.hostname or port is None or parts.username or parts.path or parts.query:
+        raise ValueError(v)
+    return parts.hostname, port
+
+
+def host_port_check(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        host_port(v)
+    except ValueError:
+        return "must be host:port, e.g. 127.0.0.1:9464 or [::1]:9464"
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Section:

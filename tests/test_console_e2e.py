@@ -115,7 +115,8 @@ def test_meet_join_end_from_the_console(tmp_path: Path) -> None:
 
 def test_the_server_outlives_its_console_input(tmp_path: Path) -> None:
     """With stdin closed (a service, or CI), the console stops but the server keeps serving."""
-    env = conclave_env(0, tmp_path / "c.db")
+    # With its relay worker (healthy needs one ready), as `conclave run` starts by default.
+    env = conclave_env(0, tmp_path / "c.db", CONCLAVE_RELAY_WORKERS="1")
     server = BotProcess(["run"], env, tmp_path, tmp_path / "server.stderr")
     try:
         url = server.wait_for_greeting()

@@ -1,4 +1,5 @@
-"""The web server's plain HTTP side: health check, and the meeting page a join link opens."""
+"""The web server's plain HTTP side: the meeting page a join link opens (the health check is
+in tests/test_healthz.py)."""
 
 from __future__ import annotations
 
@@ -25,13 +26,6 @@ async def server(tmp_path: Path) -> AsyncIterator[Running]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
-
-
-async def test_healthz(server: Running, http: aiohttp.ClientSession) -> None:
-    async with http.get(f"{server.base_url}/healthz") as response:
-        assert response.status == 200
-        assert response.content_type == "application/json"
-        assert await response.json() == {"status": "ok"}
 
 
 async def test_join_link_serves_the_meeting_page_under_a_strict_policy(

@@ -9,10 +9,12 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TextIO
 
+from adapters.delivery import count
 from bot.commands.grammar import Mention
 from bot.commands.handler import CommandHandler
 from bot.commands.notices import Notice
 from bot.core.models import UserRef
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,16 @@ async def stdin_lines(stream: TextIO | None = None) -> AsyncIterator[str]:
 
 class ConsoleAdapter:
     def __init__(
-        self, handler: CommandHandler, user_id: str, out: TextIO, *, url: str | None = None
+        self,
+        handler: CommandHandler,
+        user_id: str,
+        out: TextIO,
+        *,
+        url: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._handler = handler
+        self._metrics = metrics
         self._user = UserRef(PLATFORM, WORKSPACE, user_id, user_id)
         self._out = out
         self._url = url
@@ -71,6 +80,7 @@ class ConsoleAdapter:
             self._print("Commands start with /meet (try /meet help).")
             return
         outcome = await self._handler.handle(self._user, rest, self._resolve)
+        count(self._metrics, PLATFORM, outcome)
         self._print(outcome.private_text())
         if outcome.announcement is not None:
             self._print(f"Announced in the channel: {outcome.announcement}")

@@ -12,7 +12,7 @@ import discord
 from discord import app_commands
 from discord.http import Route
 
-from adapters.delivery import caller_reply, deliver
+from adapters.delivery import caller_reply, count, deliver
 from adapters.discord import people
 from adapters.discord.commands import meet_group
 from adapters.discord.dm import DiscordDirectMessages
@@ -22,6 +22,7 @@ from adapters.library_logs import quiet_chat_libraries
 from bot.commands import render
 from bot.commands.handler import CommandHandler
 from bot.errors import ConclaveError
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,13 @@ def _report_gateway_end(task: asyncio.Task[None]) -> None:
 class DiscordAdapter:
     name = "discord"
 
-    def __init__(self, settings: DiscordSettings, handler: CommandHandler) -> None:
+    def __init__(
+        self, settings: DiscordSettings, handler: CommandHandler, metrics: Metrics | None = None
+    ) -> None:
         quiet_chat_libraries()
         self._settings = settings
         self._handler = handler
+        self._metrics = metrics
         # Only the (unprivileged) guilds intent, which discord.py's state expects: slash
         # commands arrive regardless of intents, and members are looked up over REST.
         self.client = discord.Client(intents=discord.Intents(guilds=True))
@@ -102,6 +106,7 @@ class DiscordAdapter:
         actor = people.actor(interaction)
         outcome = await self._handler.handle(actor, text, resolve, self.bot_user_id)
         report = await deliver(outcome.invitations, self._dms.send)
+        count(self._metrics, people.PLATFORM, outcome, report)
         await interaction.followup.send(fit(caller_reply(outcome, report)), **PRIVATE)
         if outcome.announcement is not None:
             await interaction.followup.send(fit(outcome.announcement), **PUBLIC)

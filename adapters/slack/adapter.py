@@ -16,7 +16,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.delivery import caller_reply, deliver
+from adapters.delivery import caller_reply, count, deliver
 from adapters.library_logs import quiet_chat_libraries
 from adapters.slack import events
 from adapters.slack.dm import SlackDirectMessages
@@ -24,6 +24,7 @@ from adapters.slack.message import JOIN_ACTION, escape
 from adapters.slack.people import PLATFORM, SlackPeople
 from adapters.slack.settings import SlackSettings
 from bot.commands.handler import CommandHandler
+from bot.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,16 @@ class SlackAdapter:
     name = "slack"
 
     def __init__(
-        self, settings: SlackSettings, handler: CommandHandler, web_app: web.Application
+        self,
+        settings: SlackSettings,
+        handler: CommandHandler,
+        web_app: web.Application,
+        metrics: Metrics | None = None,
     ) -> None:
         quiet_chat_libraries()
         self._settings = settings
         self._handler = handler
+        self._metrics = metrics
         self.client = AsyncWebClient(
             token=settings.bot_token.reveal(),
             base_url=settings.api_url,
@@ -99,6 +105,7 @@ class SlackAdapter:
         resolve = self._people.resolver(team)
         outcome = await self._handler.handle(actor, text, resolve, self.bot_user_id)
         report = await deliver(outcome.invitations, self._dms.send)
+        count(self._metrics, PLATFORM, outcome, report)
         await respond(text=escape(caller_reply(outcome, report)), response_type="ephemeral")
         if outcome.announcement is not None:
             await respond(text=escape(outcome.announcement), response_type="in_channel")

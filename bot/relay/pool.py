@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from bot.errors import ConclaveError, ProtocolError
+from bot.metrics import WorkerLoad, WorkerTraffic
 from bot.relay import control
 from bot.relay.offers import MediaRefused
 from bot.relay.tickets import HEADER as TICKET_HEADER
@@ -106,6 +107,27 @@ class RelayPool:
 
     def worker_ids(self) -> list[str]:
         return sorted(self._workers)
+
+    def loads(self) -> list[WorkerLoad]:
+        """Each ready worker's load, as it last reported it."""
+        return [WorkerLoad(w.worker_id, w.rooms, w.participants) for w in self._workers.values()]
+
+    async def traffic(self, within: float) -> list[WorkerTraffic]:
+        """Each ready worker's packet counters, asked for now; a worker that does not answer
+        within ``within`` seconds, or answers with something else than counts, is left out."""
+        workers = list(self._workers.values())
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(self._request(w, control.STATS), within) for w in workers),
+            return_exceptions=True,
+        )
+        counted = []
+        for worker, answer in zip(workers, answers, strict=True):
+            counts = None if isinstance(answer, BaseException) else _traffic_counts(answer)
+            if counts is None:
+                log.warning("relay worker %s sent no packet counters", worker.worker_id)
+            else:
+                counted.append(WorkerTraffic(worker.worker_id, *counts))
+        return counted
 
     def room_worker(self, room_id: str) -> str | None:
         worker = self._rooms.get(room_id)
@@ -256,3 +278,24 @@ class RelayPool:
                     await listener(room_id)
                 except Exception:
                     log.exception("could not tell room %s its relay is gone", room_id)
+
+
+_TRAFFIC_FIELDS = (
+    "received_packets",
+    "forwarded_packets",
+    "forwarded_bytes",
+    "foreign_packets",
+    "rate_limited_packets",
+    "rss_bytes",
+)
+
+
+def _traffic_counts(result: dict[str, Any]) -> list[int] | None:
+    """A ``stats`` answer's counts in ``WorkerTraffic`` order; None unless all are there."""
+    counts = []
+    for name in _TRAFFIC_FIELDS:
+        value = result.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            return None
+        counts.append(value)
+    return counts

@@ -59,6 +59,7 @@ def vp8_starts_key_frame(payload: bytes) -> bool:
 class Counters:
     received_packets: int = 0
     forwarded_packets: int = 0
+    forwarded_bytes: int = 0  # RTP payload (SFrame ciphertext) bytes, as forwarded
     # dropped before decryption: an SSRC the offer did not announce, or over the packet rate
     foreign_packets: int = 0
     rate_limited_packets: int = 0
@@ -171,6 +172,7 @@ class ForwardedTrack:
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         if await self._tap.send(packet, sequence_number, report_time, now):
             self._counters.forwarded_packets += 1
+            self._counters.forwarded_bytes += len(packet.payload)
 
     async def stop(self) -> None:
         """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""

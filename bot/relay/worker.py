@@ -243,6 +243,7 @@ class WorkerSession:
                 "rooms": relay.rooms,
                 "participants": relay.participants,
                 "forwarded_packets": relay.counters.forwarded_packets,
+                "forwarded_bytes": relay.counters.forwarded_bytes,
                 "received_packets": relay.counters.received_packets,
                 "foreign_packets": foreign,
                 "rate_limited_packets": rate_limited,

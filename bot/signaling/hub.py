@@ -32,6 +32,7 @@ from bot.core.service import MeetingService
 from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
 from bot.errors import ConclaveError, ProtocolError
+from bot.metrics import Census, Metrics
 from bot.ratelimit import TokenBucket
 from bot.signaling.admission import Admissions
 from bot.signaling.broker import MediaBroker
@@ -68,6 +69,9 @@ __all__ = [
 
 Handler = Callable[[Connection, dict[str, Any]], Awaitable[None]]
 
+# A connection closed with one of these was refused; its close reason is the error code.
+_REFUSED = frozenset({CLOSE_PROTOCOL, CLOSE_REFUSED, CLOSE_RATE})
+
 
 def _room_info(room: Room) -> dict[str, Any]:
     return {"id": room.id, "topic": room.topic, "state": room.state.value, "lobby": room.lobby}
@@ -75,9 +79,14 @@ def _room_info(room: Room) -> dict[str, Any]:
 
 class Hub:
     def __init__(
-        self, service: MeetingService, settings: SignalingSettings, relay: MediaRelay | None = None
+        self,
+        service: MeetingService,
+        settings: SignalingSettings,
+        relay: MediaRelay | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._service = service
+        self.metrics = metrics or Metrics()
         self._settings = settings
         self._rooms: dict[str, LiveRoom] = {}
         self._admissions = Admissions(service, self._rooms, settings)
@@ -102,6 +111,13 @@ class Hub:
             LinkReused: self._link_reused,
         }
 
+    def census(self) -> Census:
+        """Rooms with someone connected, and the connections in a meeting or in its lobby."""
+        connected = [c for live in self._rooms.values() for c in live.members.values()]
+        admitted = sum(c.admitted for c in connected)
+        rooms = sum(1 for live in self._rooms.values() if live.members)
+        return Census(rooms=rooms, admitted=admitted, waiting=len(connected) - admitted)
+
     def roster(self, room_id: str) -> list[dict[str, Any]]:
         live = self._rooms.get(room_id)
         return [] if live is None else live.roster()
@@ -123,11 +139,16 @@ class Hub:
                 conn = await self._admissions.admit(ws, outbox, enter)
             if conn is not None:
                 await self._session(conn)
+        except web.HTTPTooManyRequests:
+            self.metrics.refused("too_many_unauthenticated")
+            raise
         finally:
             if conn is not None:
                 await self._leave(conn)
             if outbox is not None:
                 await outbox.finish()
+                if (closed := outbox.close_reason) is not None and closed[0] in _REFUSED:
+                    self.metrics.refused(closed[1].decode(errors="replace"))
         return ws
 
     async def on_event(self, event: Event) -> None:
@@ -208,6 +229,7 @@ class Hub:
                 if message is None:
                     return
                 kind = SESSION[message["type"]]
+                self.metrics.message(kind.type)
                 if not conn.admitted and not kind.in_lobby:
                     raise Declined("in_lobby", "You are still waiting in the lobby.")
                 if kind.type == "bye":
@@ -221,6 +243,7 @@ class Hub:
                 return
             except ConclaveError as err:
                 # A Declined request, or one the service refused: the connection stays.
+                self.metrics.refused(err.code)
                 await conn.send(to_client("warning", code=err.code, message=str(err)))
 
     async def _leave(self, conn: Connection) -> None:

@@ -48,6 +48,11 @@ class Outbox:
         return self._close is not None
 
     @property
+    def close_reason(self) -> tuple[int, bytes] | None:
+        """The close code and reason it closed (or is closing) with; None while open."""
+        return self._close
+
+    @property
     def backlog(self) -> int:
         """Characters queued and not yet handed to the socket."""
         return self._size

@@ -158,3 +158,6 @@ class Store(Protocol):
 
     async def audit_log(self, room_id: str | None = None) -> list[AuditEvent]:
         """Oldest first."""
+
+    async def check_writable(self) -> None:
+        """Raise ``StoreError`` unless a write could be made now (the health check)."""

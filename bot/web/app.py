@@ -8,8 +8,11 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from bot.metrics import CONTENT_TYPE, Metrics
 from bot.relay import control
+from bot.secret import Secret
 from bot.signaling.hub import Hub
+from bot.web.health import Health
 from bot.web.meeting_page import STATIC_DIR, meeting_handler
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,19 +81,54 @@ def make_runner(app: web.Application, idle_timeout: float) -> web.AppRunner:
     return web.AppRunner(app, handle_signals=False, keepalive_timeout=idle_timeout)
 
 
+def metrics_handler(metrics: Metrics, token: Secret) -> Handler:
+    """``/metrics``, refused with 401 unless the request carries ``token`` as its bearer token
+    (when ``token`` is set)."""
+
+    async def scrape(request: web.Request) -> web.Response:
+        if token:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            # Secret equality is constant-time: the answer's timing says nothing of the token.
+            if scheme.lower() != "bearer" or Secret(given.strip()) != token:
+                raise web.HTTPUnauthorized(
+                    text="A bearer token is required.",
+                    headers={"WWW-Authenticate": 'Bearer realm="conclave-metrics"'},
+                )
+        return web.Response(body=await metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
+
+    return scrape
+
+
+def metrics_app(scrape: Handler, idle_timeout: float = 30.0) -> web.Application:
+    """The application of the separate metrics listener (``metrics.listen``): /metrics only."""
+    app = web.Application(middlewares=[security_headers, body_deadline(idle_timeout)])
+    app.router.add_get("/metrics", scrape)
+    return app
+
+
 def create_app(
     hub: Hub,
     base_url: str,
     relay_control: Handler | None = None,
     *,
     idle_timeout: float = 30.0,
+    health: Health | None = None,
+    metrics: Handler | None = None,
 ) -> web.Application:
+    """The public application. ``metrics`` is served at /metrics only when given: the
+    composition root gives it when a token guards it and no separate listener is set."""
     app = web.Application(middlewares=[security_headers, body_deadline(idle_timeout)])
 
     async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    app.router.add_get("/healthz", healthz)
+    if health is None:
+        app.router.add_get("/healthz", healthz)
+    else:
+        app.router.add_get("/healthz", health.handle)
+        app.on_cleanup.append(health.close)
+    if metrics is not None:
+        app.router.add_get("/metrics", metrics)
     app.router.add_get("/j/{room_id}", meeting_handler(base_url))
     app.router.add_get("/ws", hub.handle)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, show_index=False)

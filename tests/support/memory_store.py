@@ -308,3 +308,7 @@ class MemoryStore:
     async def audit_log(self, room_id: str | None = None) -> list[AuditEvent]:
         async with self._read() as t:
             return [e for e in t.audit if room_id is None or e.room_id == room_id]
+
+    async def check_writable(self) -> None:
+        async with self._lock:
+            self._now_open()

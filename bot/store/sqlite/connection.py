@@ -74,6 +74,15 @@ class Database:
                 await db.execute(f"PRAGMA user_version = {number}")
                 log.info("applied database migration %d", number)
 
+    async def check_writable(self) -> None:
+        """Take the write lock and let it go: fails if the database is closed, opened read-only
+        or held by another writer beyond the busy timeout. Nothing is written."""
+        try:
+            async with self.write():
+                pass
+        except sqlite3.Error as exc:
+            raise StoreError(f"The database {self.path} is not writable: {exc}") from exc
+
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._transaction("BEGIN IMMEDIATE") as db:

@@ -229,3 +229,6 @@ class SqliteStore:
     async def audit_log(self, room_id: str | None = None) -> list[AuditEvent]:
         async with self._db.read() as db:
             return await auditlog.read(db, room_id)
+
+    async def check_writable(self) -> None:
+        await self._db.check_writable()
