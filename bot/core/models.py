@@ -173,6 +173,14 @@ class Participant:
     # The token the last resume was made with, kept until the token it handed out is used: that
     # welcome may never have reached the device, which then still holds only this one.
     prev_resume_hash: bytes | None = field(default=None, repr=False)
+    # When the host let this guest out of the lobby; kept with the session, not only by the
+    # hub, so that a guest let in stays let in across a restart of the core.
+    admitted_at: float | None = None
+
+    def admitted_to(self, room: Room) -> bool:
+        """Whether this session is in the meeting rather than waiting in ``room``'s lobby:
+        the host always is, a guest once the host let it in (or at once without a lobby)."""
+        return not room.lobby or self.role is Role.HOST or self.admitted_at is not None
 
     def holds_resume(self, presented_hash: bytes) -> bool:
         """Whether ``presented_hash`` is this session's current resume token or the one

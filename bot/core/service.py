@@ -286,11 +286,16 @@ class MeetingService:
         await self.events.publish(ParticipantKicked(room.id, target_participant_id))
 
     async def admit(self, host_id: str, target_id: str, waiting: Collection[str]) -> None:
-        """Let a guest out of the lobby (``waiting``: who is in it); on record, as a kick is."""
+        """Let a guest out of the lobby (``waiting``: who is in it); on record, as a kick is,
+        and kept with its session, so that it resumes into the meeting after a restart."""
         room, actor = await self.host_of(host_id)
         if target_id not in waiting:
             raise NotWaiting()
-        await self._store.record_admission(room.id, target_id, _actor(actor), self._clock.now())
+        # Not written if a kick, or another admit, got there first.
+        if not await self._store.admit_participant(
+            room.id, target_id, _actor(actor), self._clock.now()
+        ):
+            raise NotWaiting()
         log.info("participant %s admitted to room %s", target_id, room.id)
 
     # --- housekeeping --------------------------------------------------------------------

@@ -187,7 +187,8 @@ class Hub:
             previous.outbox.close(CLOSE_REPLACED, b"replaced", replaced)
         live.members[p.id] = conn
         conn.keys = live.keys.get(p.id)
-        conn.admitted = not admission.room.lobby or conn.is_host or p.id in live.admitted_ids
+        # Let in on record (which outlives a restart of the core), or since this resume read it.
+        conn.admitted = p.admitted_to(admission.room) or p.id in live.admitted_ids
         if conn.admitted:
             live.admitted_ids.add(p.id)
         outbox.put(

@@ -141,17 +141,18 @@ class Store(Protocol):
         """Store ``after``'s resume hashes if the session is still active and still holds
         ``before``'s; whether this call won."""
 
+    async def admit_participant(
+        self, room_id: str, participant_id: str, actor: str, now: float
+    ) -> bool:
+        """Mark ``participant_id`` let out of the lobby at ``now`` and audit it, atomically,
+        if it is an active session in ``room_id`` not admitted yet; whether it was."""
+
     # --- audit and housekeeping ----------------------------------------------------------
 
     async def record_link_reuse(
         self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float
     ) -> None:
         """Audit that a spent invite (redeemed by ``participant_id``) was presented again."""
-
-    async def record_admission(
-        self, room_id: str, participant_id: str, actor: str, now: float
-    ) -> None:
-        """Audit that the host let ``participant_id`` out of the lobby."""
 
     async def sweep(self, now: float) -> SweepResult:
         """End rooms past their expiry (EndReason.EXPIRED) and expire invites past theirs."""

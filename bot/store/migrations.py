@@ -75,6 +75,16 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE participants ADD COLUMN prev_resume_hash BLOB
         CHECK (prev_resume_hash IS NULL OR length(prev_resume_hash) = 32);
     """,
+    # 3: when the host let a guest out of the lobby, so that admission outlives the core's
+    # memory. Guests admitted before the upgrade are found in the audit log.
+    """
+    ALTER TABLE participants ADD COLUMN admitted_at REAL;
+    UPDATE participants SET admitted_at = (
+        SELECT min(a.at) FROM audit a
+        WHERE a.event = 'participant_admitted' AND a.room_id = participants.room_id
+            AND json_extract(a.detail, '$.participant') = participants.id
+    );
+    """,
 )
 
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -277,6 +277,22 @@ class MemoryStore:
             )
             return True
 
+    async def admit_participant(
+        self, room_id: str, participant_id: str, actor: str, now: float
+    ) -> bool:
+        async with self._write() as t:
+            found = t.participants.get(participant_id)
+            if (
+                found is None
+                or found.room_id != room_id
+                or found.state is not ParticipantState.ACTIVE
+                or found.admitted_at is not None
+            ):
+                return False
+            t.participants[found.id] = replace(found, admitted_at=now)
+            t.append(audit.participant_admitted(room_id, participant_id, actor, now))
+            return True
+
     # --- audit and housekeeping ----------------------------------------------------------
 
     async def record_link_reuse(
@@ -284,12 +300,6 @@ class MemoryStore:
     ) -> None:
         async with self._write() as t:
             t.append(audit.link_reused(room_id, invite_id, participant_id, actor, now))
-
-    async def record_admission(
-        self, room_id: str, participant_id: str, actor: str, now: float
-    ) -> None:
-        async with self._write() as t:
-            t.append(audit.participant_admitted(room_id, participant_id, actor, now))
 
     async def sweep(self, now: float) -> SweepResult:
         async with self._write() as t:

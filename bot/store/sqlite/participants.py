@@ -48,3 +48,12 @@ async def replace_resume(db: aiosqlite.Connection, before: Participant, after: P
     new = (after.resume_hash, after.prev_resume_hash)
     held = (before.resume_hash, before.prev_resume_hash)
     return await changed(db, sql, (*new, before.id, *held)) == 1
+
+
+async def admit(db: aiosqlite.Connection, room_id: str, participant_id: str, now: float) -> bool:
+    """Mark the session admitted at ``now`` if it is active in ``room_id`` and not yet admitted."""
+    sql = (
+        "UPDATE participants SET admitted_at = ? "
+        "WHERE id = ? AND room_id = ? AND state = 'active' AND admitted_at IS NULL"
+    )
+    return await changed(db, sql, (now, participant_id, room_id)) == 1

@@ -193,17 +193,23 @@ class SqliteStore:
         async with self._db.write() as db:
             return await participant_table.replace_resume(db, before, after)
 
+    async def admit_participant(
+        self, room_id: str, participant_id: str, actor: str, now: float
+    ) -> bool:
+        async with self._db.write() as db:
+            if not await participant_table.admit(db, room_id, participant_id, now):
+                return False
+            await auditlog.append(
+                db, audit.participant_admitted(room_id, participant_id, actor, now)
+            )
+            return True
+
     # --- audit and housekeeping ----------------------------------------------------------
 
     async def record_link_reuse(
         self, room_id: str, invite_id: str, participant_id: str, actor: str, now: float
     ) -> None:
         await self._record(audit.link_reused(room_id, invite_id, participant_id, actor, now))
-
-    async def record_admission(
-        self, room_id: str, participant_id: str, actor: str, now: float
-    ) -> None:
-        await self._record(audit.participant_admitted(room_id, participant_id, actor, now))
 
     async def _record(self, event: AuditEvent) -> None:
         async with self._db.write() as db:
