@@ -29,6 +29,7 @@ from bot.secret import Secret
 REPO: Final = Path(__file__).resolve().parents[2]
 WORKER_ENTRY: Final = Path(__file__).resolve().with_name("worker_entry.py")
 REQUEST_TIMEOUT: Final = 60.0
+WORKER_START_TIMEOUT: Final = 30.0
 
 
 class Channel:
@@ -244,9 +245,16 @@ async def start_worker(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(WORKER_ENTRY), core.url, worker_id, str(root), cwd=root, env=env
     )
-    try:
-        await asyncio.wait_for(link.ready.wait(), 30)
-    except TimeoutError:
+    ready = asyncio.create_task(link.ready.wait())
+    exited = asyncio.create_task(proc.wait())
+    await asyncio.wait(
+        {ready, exited}, timeout=WORKER_START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+    )
+    ready.cancel()
+    exited.cancel()
+    if link.ready.is_set():
+        return link, proc
+    if proc.returncode is None:
         await stop_process(proc)
-        raise RuntimeError(f"worker {worker_id} from {root} did not become ready") from None
-    return link, proc
+        raise RuntimeError(f"worker {worker_id} from {root} did not become ready")
+    raise RuntimeError(f"worker {worker_id} from {root} exited with status {proc.returncode}")

@@ -35,7 +35,7 @@ from bot.rtc.internals import restrict_host_addresses
 from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.rtc.sending import SilentTrack
 
-TICK: Final = 0.002
+TICK: Final = 0.005
 # A stream sends at most this much of a second's packets per tick; a generator further behind
 # gives the rest up (counted in ``behind``) rather than burst into the worker's socket.
 MAX_BURST_SECONDS: Final = 0.05

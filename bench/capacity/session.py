@@ -74,12 +74,21 @@ class Step:
     errors: int
     verified: int
     mismatched: int
+    held: bool = False  # set by the caller, which knows the limits
+    # runnable but not running: the machine's other work (and the generators) had the CPUs
+    worker_waited_pct: float = 0.0
 
 
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_seconds(pid: int) -> float:
+    """How long the process's main thread has waited, runnable, for a CPU (schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
 
 
 class Session:
@@ -167,10 +176,12 @@ class Session:
         await asyncio.gather(*(g.call("window_start", drop=drop or {}) for g in self.generators))
         stats0 = await asyncio.gather(*(link.request("stats") for link, _ in self.workers))
         cpu0 = [cpu_seconds(p) for p in pids + gen_pids]
+        waited0 = sum(runqueue_seconds(p) for p in pids)
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         wall = time.monotonic() - t0
         cpu1 = [cpu_seconds(p) for p in pids + gen_pids]
+        waited = sum(runqueue_seconds(p) for p in pids) - waited0
         stats1 = await asyncio.gather(*(link.request("stats") for link, _ in self.workers))
         windows = await asyncio.gather(*(g.call("window_stop") for g in self.generators))
         forwarded = sum(
@@ -179,7 +190,9 @@ class Session:
         )
         used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         worker_cpu, gen_cpu = sum(used[: len(pids)]), sum(used[len(pids) :])
-        return self._figures(video_rate, wall, forwarded, worker_cpu, gen_cpu, windows)
+        step = self._figures(video_rate, wall, forwarded, worker_cpu, gen_cpu, windows)
+        step.worker_waited_pct = 100 * waited / wall
+        return step
 
     def _figures(
         self,

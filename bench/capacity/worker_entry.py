@@ -7,18 +7,51 @@ this checks that ``bot`` was imported from there, so a baseline run cannot silen
 the current tree. The secret comes from ``CONCLAVE_RELAY_SECRET``. Only APIs that are the
 same at the baseline are used: ``run_worker`` and ``RelaySettings``. The per-participant packet
 limit is raised out of the way (the fan-out case's one publisher sends far more than a camera).
+
+With ``BENCH_WORKER_GC=1`` in its environment the worker prints, when it exits, how long its
+garbage collections paused it, per generation: a pause holds every packet in the queues.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 MAX_PACKET_RATE = 1_000_000
+GC_ENV = "BENCH_WORKER_GC"
+
+
+def report_gc_pauses() -> None:
+    """At exit, print each generation's collections: count, longest and total pause."""
+    pauses: dict[int, list[float]] = {}
+    started = [0.0]
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            elapsed = (time.perf_counter() - started[0]) * 1000
+            pauses.setdefault(info["generation"], []).append(elapsed)
+
+    def report() -> None:
+        for generation, times in sorted(pauses.items()):
+            print(
+                f"worker {os.getpid()} GC generation {generation}: {len(times)} collections, "
+                f"longest {max(times):.1f} ms, {sum(times):.0f} ms in all "
+                f"({len(gc.get_objects())} objects tracked at exit)",
+                file=sys.stderr,
+            )
+
+    gc.callbacks.append(timed)
+    atexit.register(report)
 
 
 def main(core_url: str, worker_id: str, root: str) -> None:
@@ -31,6 +64,8 @@ def main(core_url: str, worker_id: str, root: str) -> None:
     if not where.is_relative_to(Path(root).resolve()):
         sys.exit(f"bot was imported from {where}, not from {root}")
     logging.basicConfig(level=logging.WARNING)
+    if os.environ.get(GC_ENV):
+        report_gc_pauses()
 
     async def serve() -> None:
         stop = asyncio.Event()
