@@ -4,7 +4,7 @@
 - ``peer``: every peer connection, made with the configured ICE servers, and codec choice;
 - ``sending`` and ``receiving``: the relay's taps that copy RTP without decoding it;
 - ``inbound``, ``nack`` and ``rationing``: what bounds the work a hostile peer can cause;
-- ``internals``: the one module that reaches into aiortc's and aioice's private attributes.
+- ``internals``: the one package that reaches into aiortc's and aioice's private attributes.
 
 All but ``profile`` and ``rationing`` import aiortc (``inbound``: pylibsrtp). Nothing is
 imported here, so that importing one module costs only that module.

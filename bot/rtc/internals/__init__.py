@@ -11,7 +11,8 @@ hook that fails, naming the attribute, when an upgrade moves it; ``check_interna
 the same checks at worker start-up, so a mismatched install fails with a sentence, not mid-call.
 
 Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
-(``_RTCRtpSender__x``): that is what they are called on the instance.
+(``_RTCRtpSender__x``): that is what they are called on the instance. The ICE hooks (host
+addresses and ports) are in ``ice``; the rest is here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aioice.ice
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, rtp
 from aiortc.rtcrtpreceiver import StreamStatistics
@@ -29,6 +29,10 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
 from bot.errors import ConclaveError
 from bot.rtc.inbound import InboundGuard
+from bot.rtc.internals import ice
+from bot.rtc.internals.ice import PortsExhausted as PortsExhausted
+from bot.rtc.internals.ice import bind_ports as bind_ports
+from bot.rtc.internals.ice import restrict_host_addresses as restrict_host_addresses
 
 AIORTC_VERSION: Final = "1.16.0"
 
@@ -80,29 +84,7 @@ class AiortcMismatch(ConclaveError):
         self.missing = tuple(missing)
 
 
-# --- ICE and codecs -------------------------------------------------------------------------
-
-_original_get_host_addresses: Final = aioice.ice.get_host_addresses
-
-
-def restrict_host_addresses(addresses: Sequence[str]) -> None:
-    """Offer exactly these addresses as ICE host candidates (empty: aioice's own choice).
-
-    aioice gathers host candidates from every interface except loopback, and has no setting
-    for it; ``Connection.gather_candidates`` looks up the module global
-    ``aioice.ice.get_host_addresses`` on each call, so replacing it is process-wide. Tests and
-    benches use ``["127.0.0.1"]`` so media never leaves the machine.
-    """
-    chosen = tuple(addresses)
-    if not chosen:
-        aioice.ice.get_host_addresses = _original_get_host_addresses
-        return
-
-    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
-
-    aioice.ice.get_host_addresses = get_host_addresses
-
+# --- codecs ---------------------------------------------------------------------------------
 
 def _primary_codec(transceiver: RTCRtpTransceiver) -> Any | None:
     """The primary codec the last setRemoteDescription settled on (an RTCRtpCodecParameters)."""
@@ -372,8 +354,7 @@ def check_internals() -> None:
     missing: list[str] = []
     if aiortc.__version__ != AIORTC_VERSION:
         missing.append(f"version {AIORTC_VERSION}")
-    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
-        missing.append("aioice.ice.get_host_addresses")
+    missing += ice.missing()
     # A sender and receiver on an unstarted transport, to look at their attributes.
     transport = RTCDtlsTransport(
         RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
