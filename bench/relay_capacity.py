@@ -75,13 +75,17 @@ async def warm_up(session: Session, rate: float, args: argparse.Namespace) -> No
     """Until the worker has caught up with the joins: it queues what it cannot handle yet
     (aioice's queue of received datagrams is unbounded), so the first seconds after the
     negotiations show their backlog, not the rate."""
-    for _ in range(WARM_UP_WINDOWS):
+    waited = 0
+    while waited < WARM_UP_WINDOWS:
         step = await session.measure(rate, 1.0)
+        waited += 1
         if not (why := verdict(step, args)):
             return
+        if step.lost_connections:
+            break
     print(
-        f"  (warm-up: still {why} after {WARM_UP_WINDOWS} s, p99 {step.p99_ms:.0f} ms, "
-        f"loss {step.loss_pct:.1f}%)"
+        f"  (warm-up: {why} after {waited} s; p99 {step.p99_ms:.0f} ms, loss {step.loss_pct:.1f}%)",
+        flush=True,
     )
 
 
@@ -102,8 +106,10 @@ def verdict(step: Step, args: argparse.Namespace) -> str:
     """Empty when the step held; else what gave way."""
     if step.offered_per_s < 0.9 * step.target_per_s:
         return "generator"
+    if step.lost_connections:
+        return f"{step.lost_connections} connections lost"
     if step.missing_flows:
-        return "flows"
+        return f"{step.missing_flows} flows stopped"
     if step.loss_pct > args.max_loss:
         return "loss"
     if step.p99_ms > args.max_p99:

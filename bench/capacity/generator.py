@@ -332,6 +332,9 @@ class Generator:
             if f.count
         ]
         return {
+            "lost": sum(
+                p.pc.connectionState in ("failed", "closed") for p in self.participants.values()
+            ),
             "seconds": time.monotonic() - self._window_opened,
             "sent": sent,
             "behind": behind,

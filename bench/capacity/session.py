@@ -70,6 +70,7 @@ class Step:
     generator_us_per_packet: float  # per packet sent or received
     peak_rss_mib: float  # the largest worker's
     missing_flows: int
+    lost_connections: int  # participants whose peer connection failed or closed (ICE consent)
     behind: int
     errors: int
     verified: int
@@ -238,6 +239,7 @@ class Session:
             generator_us_per_packet=1e6 * gen_cpu / handled if handled else 0.0,
             peak_rss_mib=max(peak_rss_kib(proc.pid) for _, proc in self.workers) / 1024,
             missing_flows=len(self.expected - got.keys()),
+            lost_connections=sum(w["lost"] for w in windows),
             behind=sum(w["behind"] for w in windows),
             errors=sum(w["errors"] for w in windows),
             verified=sum(v[2] for v in got.values()),
