@@ -25,13 +25,24 @@ log = logging.getLogger(__name__)
 PATH = "/slack/events"
 
 
-def signed(verifier: SignatureVerifier, body: str, headers: Mapping[str, str]) -> bool:
+def signed(
+    verifier: SignatureVerifier, body: bytes, charset: str | None, headers: Mapping[str, str]
+) -> bool:
     timestamp = headers.get("X-Slack-Request-Timestamp", "")
     signature = headers.get("X-Slack-Signature", "")
-    # The verifier calls int(timestamp): anything but ASCII digits is refused before that.
-    if not (timestamp.isascii() and timestamp.isdigit() and signature):
+    # The verifier calls int(timestamp) and hmac.compare_digest(signature), which raise on
+    # what is refused here: anything but a few ASCII digits (int() takes at most 4,300), and
+    # a signature that is not ASCII.
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
         return False
-    return bool(verifier.is_valid(body, timestamp, signature))
+    if not (signature and signature.isascii()):
+        return False
+    try:
+        # As Bolt will read it: a body that does not decode is not one Slack signed.
+        text = body.decode(charset or "utf-8")
+    except (LookupError, ValueError):  # an unknown charset, or bytes it cannot decode
+        return False
+    return bool(verifier.is_valid(text, timestamp, signature))
 
 
 def mount(web_app: web.Application, bolt: AsyncApp, signing_secret: Secret) -> None:
@@ -39,9 +50,8 @@ def mount(web_app: web.Application, bolt: AsyncApp, signing_secret: Secret) -> N
     seen = SeenSignatures()
 
     async def events(request: web.Request) -> web.Response:
-        body = await request.text()
         headers = request.headers
-        if not signed(verifier, body, headers):
+        if not signed(verifier, await request.read(), request.charset, headers):
             log.info("refused a request to %s: bad signature or timestamp", PATH)
             return web.json_response({"error": "invalid request"}, status=401)
         # Checked and remembered in one step, with no await between: two copies cannot both pass.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from bot.errors import BadInvite, BadResumeToken
 from bot.secret import Secret
@@ -70,8 +70,11 @@ def split_resume_token(token: str) -> tuple[str, Secret]:
 def parse_link(link: str) -> JoinLink:
     """Parse a join link as pasted by a person; BadInvite with the reason otherwise."""
     text = link.strip().strip("<>'\"")
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts: SplitResult | None = urlsplit(text)
+    except ValueError:  # e.g. an unclosed "[" around an IPv6 host
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise BadInvite("That is not a Conclave join link (it should start with https://).")
     path = parts.path.rstrip("/")
     prefix, marker, room_id = path.rpartition("/j/")

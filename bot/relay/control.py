@@ -70,7 +70,7 @@ def decode(raw: str | bytes, allowed: frozenset[str]) -> dict[str, Any]:
         raise MessageTooLarge(size, MAX_MESSAGE_BYTES)
     try:
         message = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: arrays nested too deep
         raise ProtocolError("Control message is not valid JSON.") from exc
     if not isinstance(message, dict):
         raise ProtocolError("Control message must be a JSON object.")
@@ -137,7 +137,7 @@ def request_id_of(raw: str | bytes) -> int | None:
     """The ``id`` of a message that failed validation, to answer it; None if there is none."""
     try:
         message = json.loads(raw) if len(raw) <= MAX_MESSAGE_BYTES else None
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return None
     value = message.get("id") if isinstance(message, dict) else None
     return value if isinstance(value, int) and not isinstance(value, bool) else None

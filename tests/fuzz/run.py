@@ -1,0 +1,29 @@
+"""Run one fuzz target under atheris (libFuzzer):
+
+    python -m tests.fuzz.run TARGET [libFuzzer flags] [corpus folders]
+
+The application's modules are imported with coverage instrumentation, so the fuzzer learns which
+inputs reach new code; regular expressions and str methods are hooked, so it also learns the
+strings the parsers compare against.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import atheris  # type: ignore[import-untyped]
+
+
+def main() -> None:
+    name, *flags = sys.argv[1:]
+    atheris.enabled_hooks.add("str")
+    with atheris.instrument_imports(include=["bot", "adapters", "tests.fuzz"]):
+        from tests.fuzz.targets import load
+
+        target = load(name)
+    atheris.Setup([sys.argv[0], *flags], target)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
