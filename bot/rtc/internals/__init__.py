@@ -86,6 +86,7 @@ class AiortcMismatch(ConclaveError):
 
 # --- codecs ---------------------------------------------------------------------------------
 
+
 def _primary_codec(transceiver: RTCRtpTransceiver) -> Any | None:
     """The primary codec the last setRemoteDescription settled on (an RTCRtpCodecParameters)."""
     codecs = _private(transceiver)._codecs
