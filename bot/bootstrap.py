@@ -28,6 +28,7 @@ from bot.config import Settings, section_env
 from bot.core.service import MeetingService
 from bot.core.sweeper import run_sweeper
 from bot.errors import ConclaveError
+from bot.ice_servers import IceServer, ice_servers_for
 from bot.metrics import Metrics
 from bot.relay.local import LocalWorkers
 from bot.relay.pool import RelayPool
@@ -207,7 +208,11 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     secret = settings.relay.secret or Secret(secrets.token_urlsafe(32))
     pool = RelayPool(secret)
     metrics = Metrics()
-    hub = Hub(service, settings.signaling, relay=pool, metrics=metrics)
+
+    def ice_servers(participant_id: str) -> tuple[IceServer, ...]:
+        return ice_servers_for(settings.relay, participant_id, clock.now())
+
+    hub = Hub(service, settings.signaling, relay=pool, metrics=metrics, ice_servers=ice_servers)
     metrics.watch(hub, pool)
     scrape = metrics_handler(metrics, settings.metrics.token)
     # The hub hears the core's events and the relay's; neither knows the hub.

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         help="label this client's output lines (the roster always shows the invited name)",
     )
     j.add_argument("--no-media", action="store_true", help="signaling only: no audio or video")
+    j.add_argument(
+        "--relay-only",
+        action="store_true",
+        help="send and receive media only through the server's TURN servers (ICE transport "
+        'policy "relay"), as a client behind a strict firewall must',
+    )
     r = sub.add_parser("relay", help="run a media relay worker for a Conclave core")
     r.add_argument(
         "--core-url", required=True, help="the core's URL, e.g. https://meet.example.com"
@@ -112,7 +118,8 @@ def _join(args: argparse.Namespace) -> int:
         if value not in (keyword, "none") and not Path(value).is_file():
             print(f"conclave: {option} {value!r}: no such file", file=sys.stderr)
             return EXIT_CONFIG
-    # ICE servers and host addresses come from the same settings as the server's.
+    # The server's welcome names its ICE servers; this machine's settings may add some, and
+    # say which host addresses to offer.
     relay = load_settings().relay
     restrict_host_addresses(relay.host_addresses)
     media = MediaOptions(
@@ -121,6 +128,7 @@ def _join(args: argparse.Namespace) -> int:
         audio=args.audio,
         record_dir=Path(args.record) if args.record else None,
         ice=relay,
+        relay_only=args.relay_only,
     )
     return asyncio.run(join(link, args.duration, media, args.name))
 

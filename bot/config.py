@@ -1,7 +1,8 @@
 """Settings: embedded defaults, then a TOML file, then ``CONCLAVE_<SECTION>_<KEY>`` variables.
 
-Every key is declared once, with its type and check: the core's sections here, each chat
-platform's in its adapter (``adapters/<platform>/settings.py``). An invalid value raises
+Every key is declared once, with its type and check: the core's sections here, the relay's
+in ``bot/relay/settings.py``, each chat platform's in its adapter
+(``adapters/<platform>/settings.py``). An invalid value raises
 ``ConfigError`` naming the key. ``config/conclave.example.toml`` documents each key.
 """
 
@@ -19,20 +20,26 @@ from urllib.parse import urlsplit
 
 from adapters.discord.settings import DiscordSettings
 from adapters.slack.settings import SlackSettings
-from bot.config_fields import Check, Section, host_port, host_port_check, is_loopback, spec
+from bot.config_fields import (
+    Check,
+    Section,
+    between,
+    host_port,
+    host_port_check,
+    is_loopback,
+    secret_of_length,
+    spec,
+)
 from bot.core.policy import MIN_TTL_SECONDS, MeetingPolicy
 from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError
+from bot.relay.settings import RelaySettings as RelaySettings  # its own module, like the adapters'
 from bot.secret import Secret
 
 ENV_PREFIX = "CONCLAVE_"
 CONFIG_PATH_ENV = "CONCLAVE_CONFIG"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_METRICS_TOKEN = 16
-
-
-def _between(low: int, high: int) -> Check:
-    return lambda v: None if low <= v <= high else f"must be from {low} to {high}"
 
 
 def _ttl(v: int) -> str | None:
@@ -62,11 +69,11 @@ def _level(v: str) -> str | None:
 class ServerSettings(Section):
     host: str = spec("127.0.0.1", check=_non_empty)
     # 0: any free port, chosen when the application is built (links and logs carry it).
-    port: int = spec(8080, check=_between(0, 65535))
+    port: int = spec(8080, check=between(0, 65535))
     public_url: str = spec("", check=_public_url)
     # How long an HTTP connection may sit idle, or take to send a request's headers or body
     # (aiohttp's own default keeps an idle connection for an hour).
-    idle_timeout: int = spec(30, duration=True, check=_between(1, 3600))
+    idle_timeout: int = spec(30, duration=True, check=between(1, 3600))
 
     @property
     def base_url(self) -> str:
@@ -97,8 +104,8 @@ class MeetingSettings(Section):
     default_ttl: int = spec(24 * 3600, duration=True, check=_ttl)
     max_ttl: int = spec(7 * 24 * 3600, duration=True, check=_ttl)
     invite_ttl: int = spec(24 * 3600, duration=True, check=_ttl)
-    max_invitees: int = spec(25, check=_between(1, 100))
-    sweep_interval: int = spec(30, duration=True, check=_between(1, 3600))
+    max_invitees: int = spec(25, check=between(1, 100))
+    sweep_interval: int = spec(30, duration=True, check=between(1, 3600))
 
     def validate(self) -> None:
         if self.default_ttl > self.max_ttl:
@@ -115,64 +122,24 @@ class MeetingSettings(Section):
 
 @dataclass(frozen=True)
 class SignalingSettings(Section):
-    hello_timeout: int = spec(10, duration=True, check=_between(1, 300))
-    max_participants: int = spec(50, check=_between(2, 500))
+    hello_timeout: int = spec(10, duration=True, check=between(1, 300))
+    max_participants: int = spec(50, check=between(2, 500))
     # Sustained messages per second per connection, and the burst allowed above it.
-    rate_limit: int = spec(50, check=_between(1, 10_000))
-    rate_burst: int = spec(200, check=_between(1, 100_000))
+    rate_limit: int = spec(50, check=between(1, 10_000))
+    rate_burst: int = spec(200, check=between(1, 100_000))
     # A connection whose socket does not take one message within send_timeout, or whose
     # unsent messages outgrow send_queue_bytes, is not reading: it is cut off.
-    send_timeout: int = spec(5, duration=True, check=_between(1, 300))
-    send_queue_bytes: int = spec(1024 * 1024, check=_between(256 * 1024, 256 * 1024 * 1024))
+    send_timeout: int = spec(5, duration=True, check=between(1, 300))
+    send_queue_bytes: int = spec(1024 * 1024, check=between(256 * 1024, 256 * 1024 * 1024))
     # Websockets from one address that may be open without having completed their hello.
-    unauthenticated_per_address: int = spec(20, check=_between(1, 100_000))
-
-
-def _ice_urls(v: tuple[str, ...]) -> str | None:
-    for url in v:
-        if not url.startswith(("stun:", "turn:", "turns:")):
-            return f"{url!r} is not a stun:, turn: or turns: URL"
-    return None
-
-
-def _ips(v: tuple[str, ...]) -> str | None:
-    for ip in v:
-        try:
-            ipaddress.ip_address(ip)
-        except ValueError:
-            return f"{ip!r} is not an IP address"
-    return None
-
-
-@dataclass(frozen=True)
-class RelaySettings(Section):
-    # Local relay worker processes `conclave run` starts (0: only remote `conclave relay`s).
-    workers: int = spec(1, check=_between(0, 64))
-    # Shared secret between core and relay workers; empty: a random one per run, which is
-    # enough when every worker is local.
-    secret: Secret = spec(Secret(""))
-    # STUN/TURN URLs for every peer connection; empty means host candidates only.
-    ice_servers: tuple[str, ...] = spec((), check=_ice_urls)
-    ice_username: str = spec("")
-    ice_credential: Secret = spec(Secret(""))
-    # Restrict ICE host candidates to these addresses (empty: every interface but loopback).
-    host_addresses: tuple[str, ...] = spec((), check=_ips)
-    # SRTP and SRTCP packets a second one participant may send a relay worker; more are dropped
-    # (and counted) before decryption. Real audio and video stay far below the default.
-    max_packet_rate: int = spec(2000, check=_between(100, 1_000_000))
-
-
-def _bearer_token(v: Secret) -> str | None:
-    if v and len(v.reveal()) < MIN_METRICS_TOKEN:
-        return f"must be at least {MIN_METRICS_TOKEN} characters (e.g. openssl rand -hex 32)"
-    return None
+    unauthenticated_per_address: int = spec(20, check=between(1, 100_000))
 
 
 @dataclass(frozen=True)
 class MetricsSettings(Section):
     # Bearer token a scraper must send; with it (and no listen), /metrics is served on the
     # public listener. Empty: /metrics is not served there at all.
-    token: Secret = spec(Secret(""), check=_bearer_token)
+    token: Secret = spec(Secret(""), check=secret_of_length(MIN_METRICS_TOKEN))
     # A separate listener for /metrics only (host:port); loopback unless a token guards it.
     listen: str = spec("", check=host_port_check)
 

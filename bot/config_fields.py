@@ -13,11 +13,28 @@ from dataclasses import Field, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from bot.secret import Secret
+
 Check = Callable[[Any], str | None]
 
 
 def spec(default: Any, *, duration: bool = False, check: Check | None = None) -> Any:
     return field(default=default, metadata={"duration": duration, "check": check})
+
+
+def between(low: int, high: int) -> Check:
+    return lambda v: None if low <= v <= high else f"must be from {low} to {high}"
+
+
+def secret_of_length(minimum: int) -> Check:
+    """Unset (empty), or at least ``minimum`` characters."""
+
+    def check(v: Secret) -> str | None:
+        if v and len(v.reveal()) < minimum:
+            return f"must be at least {minimum} characters (e.g. openssl rand -hex 32)"
+        return None
+
+    return check
 
 
 def http_url(v: str) -> str | None:

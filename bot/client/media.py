@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from bot.client.keyring import Keyring
 from bot.client.received import ReceivedTrack, Roster
 from bot.client.recorder import TrackRecorder
 from bot.client.tracks import AudioSource, VideoSource
+from bot.ice_servers import IceServer
 from bot.rtc.internals import install_receive_transform, on_keyframe_request
 from bot.rtc.peer import IceSettings, make_peer_connection, prefer_codec
 from bot.rtc.profile import PROFILE
@@ -52,9 +53,13 @@ class MediaSession:
         audio: str = "tone",
         record_dir: Path | None = None,
         ice: IceSettings | None = None,
+        servers: Sequence[IceServer] = (),
+        relay_only: bool = False,
     ) -> None:
+        """``servers``: the ICE servers the welcome gave, then ``ice``'s; ``relay_only``: ICE
+        through TURN only."""
         self._keyring = keyring
-        self._pc = make_peer_connection(ice)
+        self._pc = make_peer_connection(ice, servers=servers, relay_only=relay_only)
         self._record_dir = record_dir
         self._roster = roster
         self.received: list[ReceivedTrack] = []

@@ -23,6 +23,7 @@ from bot.client.presenter import Presenter
 from bot.core.links import JoinLink
 from bot.e2ee.errors import KeysTampered
 from bot.errors import CodedError, ConclaveError, ProtocolError
+from bot.ice_servers import IceServer
 from bot.rtc.peer import IceSettings
 from bot.secret import Secret
 from bot.signaling.envelope import PROTOCOL_VERSION, WIRE_LIMIT
@@ -50,6 +51,8 @@ class Welcome:
     role: str
     room_id: str
     topic: str
+    # The server's STUN and TURN servers for this participant's peer connection.
+    ice_servers: tuple[IceServer, ...] = ()
 
 
 @dataclass
@@ -58,7 +61,10 @@ class MediaOptions:
     video: str = "testsrc"
     audio: str = "tone"
     record_dir: Path | None = None
-    ice: IceSettings | None = None  # the ICE servers, e.g. the [relay] settings; None: none
+    # ICE servers of this machine's own, e.g. its [relay] settings, after the ones the
+    # server's welcome gives; None: only those.
+    ice: IceSettings | None = None
+    relay_only: bool = False  # ICE through a TURN server only (iceTransportPolicy "relay")
     activation_delay: float = 1.0
     grace_period: float = 10.0
 
@@ -208,6 +214,7 @@ class ClientSession:
             role=message["role"],
             room_id=room["id"],
             topic=room["topic"],
+            ice_servers=tuple(IceServer.from_json(s) for s in message.get("ice_servers", [])),
         )
         if first:
             self.presenter.joined(
@@ -310,7 +317,7 @@ class ClientSession:
         self._retry = asyncio.ensure_future(later())
 
     async def _publish(self) -> None:
-        if self._options.enabled and self.keyring is not None:
+        if self._options.enabled and self.keyring is not None and self.welcome is not None:
             o = self._options
             self.media = MediaSession(
                 self.keyring,
@@ -318,6 +325,8 @@ class ClientSession:
                 audio=o.audio,
                 record_dir=o.record_dir,
                 ice=o.ice,
+                servers=self.welcome.ice_servers,
+                relay_only=o.relay_only,
                 roster=lambda: self._roster,
             )
             await self.send("publish", offer=await self.media.offer())

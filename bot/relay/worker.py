@@ -25,10 +25,12 @@ from aiortc import RTCPeerConnection
 
 from bot.config import RelaySettings
 from bot.errors import ConclaveError, ProtocolError
+from bot.ice_servers import ice_servers_for
 from bot.relay import control
+from bot.relay.public_address import advertise
 from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, Relay, RelayError
 from bot.relay.tickets import HEADER, BadTicket, make_worker_ticket, verify_core_ticket
-from bot.rtc.internals import check_internals, restrict_host_addresses
+from bot.rtc.internals import bind_ports, check_internals, restrict_host_addresses
 from bot.rtc.peer import make_peer_connection
 from bot.secret import Secret
 
@@ -61,22 +63,31 @@ async def run_worker(
 ) -> None:
     """Serve the core at ``core_url`` until ``stop`` is set, reconnecting when the link drops.
 
-    ``settings`` gives the shared secret, the ICE servers of every peer connection, the host
-    addresses ICE offers, and ``max_packet_rate``: SRTP and SRTCP packets a second each
-    participant may send; more are dropped before decryption.
+    ``settings`` gives the shared secret, the ICE servers of every peer connection (with TURN
+    credentials minted for this worker when ``turn_secret`` is set), the host addresses ICE
+    offers, the UDP ports their sockets bind (``udp_port_range``, process-wide like the
+    addresses), the public address the descriptions also name, and ``max_packet_rate``: SRTP
+    and SRTCP packets a second each participant may send; more are dropped before decryption.
     """
     check_internals()
     restrict_host_addresses(settings.host_addresses)
+    bind_ports(settings.ports)
     url = control_url(core_url)
     stop = stop or asyncio.Event()
 
     def make_pc() -> RTCPeerConnection:
-        return make_peer_connection(settings)
+        return make_peer_connection(servers=ice_servers_for(settings, worker_id, time.time()))
 
     retry = FIRST_RETRY_SECONDS
     async with aiohttp.ClientSession() as http:
         while not stop.is_set():
-            session = WorkerSession(settings.secret, worker_id, make_pc, settings.max_packet_rate)
+            session = WorkerSession(
+                settings.secret,
+                worker_id,
+                make_pc,
+                settings.max_packet_rate,
+                public_address=settings.public_address,
+            )
             try:
                 await session.serve(http, url, stop)
             except aiohttp.WSServerHandshakeError as exc:
@@ -115,8 +126,13 @@ class WorkerSession:
         worker_id: str,
         make_pc: Callable[[], RTCPeerConnection],
         max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
+        *,
+        public_address: str = "",
     ) -> None:
+        """``public_address``: named beside every host candidate of the descriptions sent
+        (``public_address.advertise``); empty: none."""
         self._secret = secret
+        self._public_address = public_address
         self._worker_id = worker_id
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._send_lock = asyncio.Lock()
@@ -225,7 +241,7 @@ class WorkerSession:
         relay = self.relay
         if kind == control.JOIN:
             sdp = await relay.join(message["room"], message["participant"], message["offer"]["sdp"])
-            return {"answer": control.sdp("answer", sdp)}
+            return {"answer": control.sdp("answer", advertise(sdp, self._public_address))}
         if kind == control.ANSWER:
             await relay.answer(
                 message["room"],
@@ -265,7 +281,7 @@ class WorkerSession:
                     room=room,
                     participant=participant,
                     negotiation=negotiation,
-                    offer=control.sdp("offer", sdp),
+                    offer=control.sdp("offer", advertise(sdp, self._public_address)),
                 )
             )
         except ConnectionError as exc:

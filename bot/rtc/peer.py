@@ -6,6 +6,7 @@ tell a third party who is meeting; Conclave never uses it. Public aiortc API onl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from aiortc import (
@@ -15,8 +16,9 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
 )
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
+from bot.ice_servers import IceServer, configured
 from bot.rtc.profile import PROFILE
 from bot.secret import Secret
 
@@ -34,22 +36,37 @@ class IceSettings(Protocol):
     def ice_credential(self) -> Secret: ...
 
 
-def make_peer_connection(ice: IceSettings | None = None) -> RTCPeerConnection:
-    """An RTCPeerConnection with MAX_BUNDLE and only ``ice``'s servers (None: no server)."""
-    servers = (
-        []
-        if ice is None
-        else [
-            RTCIceServer(
-                urls=url,
-                username=ice.ice_username or None,
-                credential=ice.ice_credential.reveal() or None,
-            )
-            for url in ice.ice_servers
-        ]
-    )
+def make_peer_connection(
+    ice: IceSettings | None = None,
+    *,
+    servers: Sequence[IceServer] = (),
+    relay_only: bool = False,
+) -> RTCPeerConnection:
+    """An RTCPeerConnection with MAX_BUNDLE and only these ICE servers: ``servers`` (e.g. the
+    ones a ``welcome`` handed this participant), then ``ice``'s, with its fixed credentials.
+
+    ``relay_only`` is the ``relay`` ICE transport policy: only candidates relayed by a TURN
+    server are gathered and used, so media goes through TURN or not at all.
+    """
+    chosen = [*servers]
+    if ice is not None:
+        chosen += configured(ice.ice_servers, ice.ice_username, ice.ice_credential)
     return RTCPeerConnection(
-        RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+        RTCConfiguration(
+            iceServers=[
+                RTCIceServer(
+                    urls=url,
+                    username=server.username or None,
+                    credential=server.credential.reveal() or None,
+                )
+                for server in chosen
+                for url in server.urls
+            ],
+            iceTransportPolicy=(
+                RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+            ),
+            bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+        )
     )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -32,6 +32,7 @@ from bot.core.service import MeetingService
 from bot.e2ee.announce import KeyAnnouncement
 from bot.e2ee.errors import RosterError
 from bot.errors import ConclaveError, ProtocolError
+from bot.ice_servers import IceServer
 from bot.metrics import Census, Metrics
 from bot.ratelimit import TokenBucket
 from bot.signaling.admission import Admissions
@@ -84,8 +85,12 @@ class Hub:
         settings: SignalingSettings,
         relay: MediaRelay | None = None,
         metrics: Metrics | None = None,
+        ice_servers: Callable[[str], Sequence[IceServer]] = lambda participant_id: (),
     ) -> None:
+        """``ice_servers``: the STUN and TURN servers a participant's ``welcome`` hands it,
+        with TURN credentials of its own (``bot.ice_servers.ice_servers_for``)."""
         self._service = service
+        self._ice_servers = ice_servers
         self.metrics = metrics or Metrics()
         self._settings = settings
         self._rooms: dict[str, LiveRoom] = {}
@@ -202,6 +207,7 @@ class Hub:
                 room=_room_info(admission.room),
                 roster=live.roster() if conn.admitted else [],
                 resume_token=admission.resume_token.reveal(),
+                ice_servers=[server.to_json() for server in self._ice_servers(p.id)],
             )
         )
         log.info(

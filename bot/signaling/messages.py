@@ -171,8 +171,15 @@ ROOM_INFO: Final = record(
     Field("lobby", BOOLEAN),
 )
 WAITING_ENTRY: Final = record("waiting", Field("participant_id", STRING), Field("name", STRING))
+# An RTCIceServer, as a browser's RTCPeerConnection takes it.
+ICE_SERVER: Final = record(
+    "ice server",
+    Field("urls", list_of(STRING)),
+    Field("username", STRING, optional=True),
+    Field("credential", STRING, optional=True),
+)
 # The named objects, each defined once in the protocol document.
-NAMED: Final = (ROSTER_ENTRY, ROOM_INFO, WAITING_ENTRY)
+NAMED: Final = (ROSTER_ENTRY, ROOM_INFO, WAITING_ENTRY, ICE_SERVER)
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,8 @@ ALL: Final[tuple[Message, ...]] = (
         Field("room", ROOM_INFO),
         _ROSTER,
         Field("resume_token", STRING),
+        # Absent from a server that has none to give (this one always sends the list).
+        Field("ice_servers", list_of(ICE_SERVER), optional=True),
     ),
     _to_client("error", _CODE, _SENTENCE),
     _to_client("warning", _CODE, _SENTENCE),

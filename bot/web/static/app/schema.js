@@ -47,6 +47,12 @@ const ROSTER = listOf(
 );
 const ROOM = record({ id: STRING, topic: STRING, state: STRING, lobby: BOOLEAN });
 const WAITING = listOf(record({ participant_id: STRING, name: STRING }));
+const ICE_SERVERS = listOf(
+  record({ urls: listOf(STRING), username: STRING, credential: STRING }, [
+    "username",
+    "credential",
+  ]),
+);
 const CODE_AND_MESSAGE = { code: STRING, message: STRING };
 
 export const TO_CLIENT = Object.freeze({
@@ -59,6 +65,7 @@ export const TO_CLIENT = Object.freeze({
     room: ROOM,
     roster: ROSTER,
     resume_token: STRING,
+    ice_servers: (v) => v === undefined || ICE_SERVERS(v), // absent: none
   },
   error: CODE_AND_MESSAGE,
   warning: CODE_AND_MESSAGE,

@@ -15,11 +15,13 @@ const KEY_TIMING = Object.freeze({ activationDelay: 1.0, gracePeriod: 10.0 });
 
 export class MeetingSession {
   // `invite`: the link's credential, or null when resuming from `memory` (a TabMemory);
-  // `frames`: the FrameWorker; `local`: the LocalMedia; `ui`: what tells the person.
+  // `frames`: the FrameWorker; `local`: the LocalMedia; `ui`: what tells the person;
+  // `iceServers`: STUN/TURN servers of the page's own, after those each welcome gives.
   constructor({ roomId, invite, memory, url, frames, local, ui, iceServers = [] }) {
     Object.assign(this, { roomId, memory, frames, local, ui });
     this._invite = invite;
     this._url = url;
+    this._ownIceServers = iceServers;
     this._iceServers = iceServers;
     this._conn = null;
     this._resume = null; // the latest resume token, also kept in `memory` for reloads
@@ -123,6 +125,8 @@ export class MeetingSession {
     this._attempts = 0;
     this._resume = message.resume_token;
     this.memory.saveResume(message.resume_token);
+    // With TURN credentials made for this participant, fresh with each welcome.
+    this._iceServers = [...(message.ice_servers ?? []), ...this._ownIceServers];
     const { room } = message;
     this.welcome = {
       participantId: message.participant_id,
