@@ -10,13 +10,17 @@ generator.py``). Each participant negotiates with aiortc as a real client does (
 control channel, ICE, DTLS), then sends and receives SRTP itself on the same socket with the
 keys DTLS gave it, so a packet costs the generator a few microseconds, not aiortc's path.
 
-For each case the publishers' video rate is stepped up (``--factor`` per step) until loss
-passes ``--max-loss`` % or latency p99 passes ``--max-p99`` ms; the last step within both is
-what the case "held". A failing window is measured once more, and the step fails only if that
-one fails too: a worker's full garbage collection stops it for 50-150 ms every ten seconds or
-so, which alone puts a short window's p99 over 20 ms (``--gc-report`` prints the pauses).
-Before the first step the bench waits until the worker has worked off the backlog of the
-joins (its queues of received datagrams are unbounded, so overload shows as latency first).
+For each case the publishers' video rate is stepped up (the forwarded rate it asks for grows
+by ``--factor`` per step, from ``--start``) until loss passes ``--max-loss`` % or the worker
+forwards less than 95 % of what the publishers offer (its queues grow: loss to come). "max"
+is the fastest step before that; "held" the fastest that also kept latency p99 within
+``--max-p99`` ms. The climb goes on past a p99 failure, because on a shared machine
+scheduling delays and the worker's garbage collections (a full one stops it for 50-150 ms
+every ten seconds or so; ``--gc-report`` prints them) can put a short window's p99 over 20 ms
+at any rate. A failing window is measured once more, and the step fails only if that one
+fails too. Before the first step the bench waits until the worker has worked off the joins'
+backlog (what it cannot handle at once waits in its sockets' buffers, so overload shows as
+latency before loss).
 
 Figures per step: forwarded packets a second (the worker's own count), worker CPU (from
 /proc/PID/stat) per forwarded packet, p50/p99 latency from the publisher's send to the
@@ -67,39 +71,44 @@ QUICK_CASES = "fanout,meeting10"
 DEFAULT_BASELINE = "927f4b2"  # main before issue 13's work on the relay
 SETUP_VIDEO_RATE = 20.0  # while everyone joins: enough for key frames to flow
 WARM_UP_WINDOWS = 20  # of a second each, at most
+# Forwarding less than this share of what the publishers offered, a worker falls behind.
+KEEPING_UP = 0.95
+THROUGHPUT = ("loss", "backlog")  # what ends a climb, and may be refined
 # A worker runnable but without a CPU this much of a window was limited by the machine.
 BUSY_WAIT_PCT = 15.0
 
 
 async def warm_up(session: Session, rate: float, args: argparse.Namespace) -> None:
-    """Until the worker has caught up with the joins: it queues what it cannot handle yet
-    (aioice's queue of received datagrams is unbounded), so the first seconds after the
-    negotiations show their backlog, not the rate."""
+    """Until the worker has caught up with the joins: what it cannot handle at once waits in
+    its sockets' buffers, so the first seconds after the negotiations show their backlog (a
+    median latency in the hundreds of ms), not the rate."""
     waited = 0
     while waited < WARM_UP_WINDOWS:
         step = await session.measure(rate, 1.0)
         waited += 1
-        if not (why := verdict(step, args)):
+        why = verdict(step, args)
+        if why in ("", "p99") and step.p50_ms <= args.max_p99:
             return
         if step.lost_connections:
             break
     print(
-        f"  (warm-up: {why} after {waited} s; p99 {step.p99_ms:.0f} ms, loss {step.loss_pct:.1f}%)",
+        f"  (warm-up: {why} after {waited} s; p50 {step.p50_ms:.0f} ms, loss {step.loss_pct:.1f}%)",
         flush=True,
     )
 
 
 @dataclass
 class Climb:
-    """One case on one build: every step, the last one held, and what stopped the climb."""
+    """One case on one build: every step, the best ones, and what stopped the climb."""
 
     build: str
     steps: list[Step] = field(default_factory=list)
-    held: Step | None = None
+    held: Step | None = None  # the fastest step within both the loss and the p99 limit
+    top: Step | None = None  # the fastest step that kept up, within the loss limit
     limit: str = ""
 
-    def held_at(self, video_rate: float) -> Step | None:
-        return next((s for s in self.steps if s.video_rate == video_rate and s.held), None)
+    def top_at(self, video_rate: float) -> Step | None:
+        return next((s for s in self.steps if s.video_rate == video_rate and s.delivers), None)
 
 
 def verdict(step: Step, args: argparse.Namespace) -> str:
@@ -112,6 +121,8 @@ def verdict(step: Step, args: argparse.Namespace) -> str:
         return f"{step.missing_flows} flows stopped"
     if step.loss_pct > args.max_loss:
         return "loss"
+    if step.forwarded_per_s < KEEPING_UP * step.offered_per_s:
+        return "backlog"  # nothing lost yet, but the worker's queues grow
     if step.p99_ms > args.max_p99:
         return "p99"
     return ""
@@ -125,45 +136,55 @@ def step_line(case: Case, build: str, n: int, s: Step, why: str) -> str:
         f"loss {s.loss_pct:6.2f}%  p50 {s.p50_ms:6.2f}  p99 {s.p99_ms:6.2f} ms  "
         f"worker {s.worker_cpu_pct:4.0f}% {s.worker_us_per_packet:5.1f} us/pkt "
         f"(waited {s.worker_waited_pct:3.0f}%)  "
-        f"gen {s.generator_cpu_pct:4.0f}% {s.generator_us_per_packet:4.1f} us/pkt  "
+        f"gen {s.generator_cpu_pct:4.0f}% (busiest {s.busiest_generator_pct:3.0f}%) "
+        f"{s.generator_us_per_packet:4.1f} us/pkt  "
         f"{'held' if not why else 'FAILED: ' + why}"
         + (f"  (mismatched payloads: {s.mismatched})" if s.mismatched else "")
     )
 
 
 async def climb(case: Case, build: str, root: Path, args: argparse.Namespace) -> Climb:
+    """Step the rate up while loss stays within its limit; p99 failures are noted, not final
+    (on a shared machine scheduling delays alone can pass 20 ms, and the rate loss allows is
+    the figure the worker's CPU cost decides)."""
     result = Climb(build)
     session = Session(case, root, args.workers, args.generators)
     try:
         await session.open()
         await session.set_rates(SETUP_VIDEO_RATE)
         await session.wait_flowing()
-        rate = case.video_rate_for(args.start)
+        target = args.start  # forwarded packets a second asked for
+        rate = case.video_rate_for(target)
         await session.set_rates(rate)
         await warm_up(session, rate, args)
         failed: float | None = None
         for n in range(1, args.max_steps + 1):
             step = await session.step(rate, args.seconds, args.settle)
             why = verdict(step, args)
-            if why in ("loss", "p99") and args.confirm:
+            if why in ("loss", "backlog", "p99") and args.confirm:
                 # One window may hold a garbage collection of the worker's (tens of ms, every
                 # ten or more seconds): a step fails when a second window fails too.
                 print(step_line(case, build, n, step, why) + "; measuring again", flush=True)
                 step = await session.measure(rate, args.seconds)
                 why = verdict(step, args)
-            step.held = not why
+            step.held, step.delivers = not why, why in ("", "p99")
             result.steps.append(step)
             print(step_line(case, build, n, step, why), flush=True)
-            if not why:
+            if step.held and (result.held is None or step.video_rate > result.held.video_rate):
                 result.held = step
+            if step.delivers:
+                if result.top is None or step.video_rate > result.top.video_rate:
+                    result.top = step
                 if failed is not None:
                     break  # the refinement step held
-                rate *= args.factor
+                while case.video_rate_for(target) <= rate:  # below the audio alone, at first
+                    target *= args.factor
+                rate = case.video_rate_for(target)
                 continue
             result.limit = why
-            if failed is not None or not args.refine or result.held is None or why == "generator":
+            if failed is not None or not args.refine or not result.top or why not in THROUGHPUT:
                 break
-            failed, rate = rate, (rate * result.held.video_rate) ** 0.5
+            failed, rate = rate, (rate * result.top.video_rate) ** 0.5
         else:
             result.limit = "max steps"
     finally:
@@ -203,34 +224,36 @@ def describe(ref: str) -> str:
 
 
 def summary(results: list[tuple[Case, list[Climb]]]) -> str:
-    """The held step of every case and build, and current/baseline ratios.
-
-    A build that held no step shows its first (lowest) step instead, marked "not held"."""
+    """Per case and build: the fastest step within both limits ("held"), the fastest that
+    kept up within the loss limit ("max") and that step's figures, and current/baseline
+    ratios. A build that kept up at no step shows its first (slowest) step's figures."""
     head = (
-        f"{'case':44s} {'build':8s} {'held fwd/s':>10s} {'us/pkt':>7s} {'p50 ms':>7s} "
-        f"{'p99 ms':>7s} {'loss %':>7s} {'RSS MiB':>8s} {'worker':>7s} {'gen CPU':>8s} "
-        f"{'offered/s':>10s} {'delivered':>10s}  stopped by"
+        f"{'case':44s} {'build':8s} {'held fwd/s':>10s} {'max fwd/s':>9s} {'us/pkt':>7s} "
+        f"{'p50 ms':>7s} {'p99 ms':>7s} {'loss %':>7s} {'RSS MiB':>8s} {'worker':>7s} "
+        f"{'waited':>7s} {'gen CPU':>8s} {'offered/s':>10s} {'delivered':>10s}  stopped by"
     )
     rows = [head, "-" * len(head)]
     for case, climbs in results:
         label = case.label
-        shown = [c.held or (c.steps[0] if c.steps else None) for c in climbs]
-        for c, s in zip(climbs, shown, strict=True):
+        for c in climbs:
+            s = c.top or (c.steps[0] if c.steps else None)
             if s is None:
                 rows.append(f"{label:44s} {c.build:8s} {'-':>10s}  (no step ran)")
-            else:
-                held = f"{s.forwarded_per_s:10.0f}" if c.held else f"{'-':>10s}"
-                note = c.limit + ("" if c.held else "; first step shown, not held")
-                failed = c.steps[-1] if c.steps and not c.steps[-1].held else None
-                if failed is not None and failed.worker_waited_pct > BUSY_WAIT_PCT:
-                    note += f" (the worker waited {failed.worker_waited_pct:.0f}% for a CPU)"
-                rows.append(
-                    f"{label:44s} {c.build:8s} {held} "
-                    f"{s.worker_us_per_packet:7.1f} {s.p50_ms:7.2f} {s.p99_ms:7.2f} "
-                    f"{s.loss_pct:7.3f} {s.peak_rss_mib:8.0f} {s.worker_cpu_pct:6.0f}% "
-                    f"{s.generator_cpu_pct:7.0f}% {s.offered_per_s:10.0f} "
-                    f"{s.delivered_per_s:10.0f}  {note}"
-                )
+                label = ""
+                continue
+            held = f"{c.held.forwarded_per_s:10.0f}" if c.held else f"{'-':>10s}"
+            top = f"{c.top.forwarded_per_s:9.0f}" if c.top else f"{'-':>9s}"
+            note = c.limit + ("" if c.top else "; first step shown")
+            failed = c.steps[-1] if c.steps and not c.steps[-1].delivers else None
+            if failed is not None and failed.worker_waited_pct > BUSY_WAIT_PCT:
+                note += f" (the worker waited {failed.worker_waited_pct:.0f}% for a CPU)"
+            rows.append(
+                f"{label:44s} {c.build:8s} {held} {top} "
+                f"{s.worker_us_per_packet:7.1f} {s.p50_ms:7.2f} {s.p99_ms:7.2f} "
+                f"{s.loss_pct:7.3f} {s.peak_rss_mib:8.0f} {s.worker_cpu_pct:6.0f}% "
+                f"{s.worker_waited_pct:6.0f}% {s.generator_cpu_pct:7.0f}% "
+                f"{s.offered_per_s:10.0f} {s.delivered_per_s:10.0f}  {note}"
+            )
             label = ""
         if len(climbs) == 2:
             rows.append(ratio_row(*climbs))
@@ -238,30 +261,33 @@ def summary(results: list[tuple[Case, list[Climb]]]) -> str:
 
 
 def ratio_row(a: Climb, b: Climb) -> str:
-    """Capacity: held rate over held rate. Cost and latency: at the highest rate both held,
-    or else at the first step (the same rate for both), so the same work is compared."""
+    """Capacity: held over held, max over max. Cost and latency: at the highest rate both kept
+    loss within the limit, or else at the first step (the same rate for both), so the same
+    work is compared."""
 
-    def ratio(x: float, y: float, width: int) -> str:
+    def ratio(x: Step | None, y: Step | None, width: int) -> str:
+        if x is None or y is None or not y.forwarded_per_s:
+            return f"{'-':>{width}s}"
+        return f"{x.forwarded_per_s / y.forwarded_per_s:{width}.2f}"
+
+    def per(x: float, y: float, width: int) -> str:
         return f"{x / y:{width}.2f}" if y else f"{'-':>{width}s}"
 
-    held = f"{'-':>10s}"
-    if a.held is not None and b.held is not None:
-        held = ratio(a.held.forwarded_per_s, b.held.forwarded_per_s, 10)
-    common = [(x, y) for x in a.steps if (y := b.held_at(x.video_rate)) and x.held]
+    common = [(x, y) for x in a.steps if x.delivers and (y := b.top_at(x.video_rate))]
     if common:
         x, y = max(common, key=lambda pair: pair[0].video_rate)
-        where = f"cost and latency at {x.target_per_s:.0f}/s, the highest rate both held"
+        where = f"cost and latency at {x.target_per_s:.0f}/s, the highest rate both kept"
     elif a.steps and b.steps:
         x, y = a.steps[0], b.steps[0]
         where = f"cost and latency at {x.target_per_s:.0f}/s, the first step"
     else:
-        return f"{'':44s} {'ratio':8s} {held}"
+        return f"{'':44s} {'ratio':8s} {ratio(a.held, b.held, 10)} {ratio(a.top, b.top, 9)}"
     return (
-        f"{'':44s} {'ratio':8s} {held} "
-        f"{ratio(x.worker_us_per_packet, y.worker_us_per_packet, 7)} "
-        f"{ratio(x.p50_ms, y.p50_ms, 7)} {ratio(x.p99_ms, y.p99_ms, 7)} "
-        f"{'':7s} {ratio(x.peak_rss_mib, y.peak_rss_mib, 8)} "
-        f"{ratio(x.worker_cpu_pct, y.worker_cpu_pct, 7)}  ({where})"
+        f"{'':44s} {'ratio':8s} {ratio(a.held, b.held, 10)} {ratio(a.top, b.top, 9)} "
+        f"{per(x.worker_us_per_packet, y.worker_us_per_packet, 7)} "
+        f"{per(x.p50_ms, y.p50_ms, 7)} {per(x.p99_ms, y.p99_ms, 7)} "
+        f"{'':7s} {per(x.peak_rss_mib, y.peak_rss_mib, 8)} "
+        f"{per(x.worker_cpu_pct, y.worker_cpu_pct, 7)}  ({where})"
     )
 
 

@@ -66,7 +66,7 @@ class Step:
     p99_ms: float
     worker_cpu_pct: float  # summed over workers: 100 is one core
     worker_us_per_packet: float
-    generator_cpu_pct: float
+    generator_cpu_pct: float  # summed over generator processes
     generator_us_per_packet: float  # per packet sent or received
     peak_rss_mib: float  # the largest worker's
     missing_flows: int
@@ -75,9 +75,11 @@ class Step:
     errors: int
     verified: int
     mismatched: int
-    held: bool = False  # set by the caller, which knows the limits
+    held: bool = False  # within the loss and latency limits; set by the caller, which knows them
+    delivers: bool = False  # within the loss limit (latency aside)
     # runnable but not running: the machine's other work (and the generators) had the CPUs
     worker_waited_pct: float = 0.0
+    busiest_generator_pct: float = 0.0  # one process: near 100 it would be the bottleneck
 
 
 def cpu_seconds(pid: int) -> float:
@@ -192,6 +194,7 @@ class Session:
         used = [b - a for a, b in zip(cpu0, cpu1, strict=True)]
         worker_cpu, gen_cpu = sum(used[: len(pids)]), sum(used[len(pids) :])
         step = self._figures(video_rate, wall, forwarded, worker_cpu, gen_cpu, windows)
+        step.busiest_generator_pct = 100 * max(used[len(pids) :]) / wall
         step.worker_waited_pct = 100 * waited / wall
         return step
 
