@@ -472,11 +472,21 @@ async def test_media_is_made_ready_before_join_and_sent_only_on_join(
     person changed meanwhile (the camera turned off here) is what the prepared lines send."""
     meeting = await make_meeting(relay_server, "ana")
     link = meeting.invites["ana"].link.reveal()
-    sent: list[str] = []
-    async with tabs(browser, relay_server, {"ana": link}) as pages:
-        ana = pages["ana"]
-        ana.page.on("websocket", lambda ws: ws.on("framesent", lambda f: sent.append(str(f))))
-        await ana.page.reload()  # the listener sees the page's own websocket from the start
+    sent: list[str] = []  # every message the page sent the server
+
+    async def record(context: BrowserContext) -> None:
+        async def through(route: WebSocketRoute) -> None:
+            server = route.connect_to_server()
+
+            def from_page(message: str | bytes) -> None:
+                sent.append(str(message))
+                server.send(message)
+
+            route.on_message(from_page)
+
+        await context.route_web_socket("**/ws", through)
+
+    async with open_tab(browser, relay_server.base_url, "ana", link, prepare=record) as ana:
         await ana.until_screen("screen-prejoin")
 
         async def prepared() -> bool:
@@ -495,3 +505,4 @@ async def test_media_is_made_ready_before_join_and_sent_only_on_join(
         assert len([f for f in sent if '"publish"' in f]) == 1, sent
         out = await sending(ana)
         assert out["video"]["track"] is None and out["audio"]["track"] is not None, out
+        assert ana.problems() == []
