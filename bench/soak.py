@@ -13,7 +13,8 @@ worker, its console adapter (every meeting is made with ``/meet``, kicks re-invi
   step each room must settle (same roster, same security code, every probe frame decrypts for
   every other member, and whoever left cannot decrypt what follows).
 - ``--media-rooms`` rooms of 3, 2, 2, ... ``conclave join`` processes send test video and audio
-  through the relay worker for the whole run (``bench/soak_media.py``).
+  through the relay worker for the whole run (``bench/soak_media.py``; ``--record`` has each
+  room's host record what it decrypts, for an exact check every sample, at a cost in CPU).
 - Every 10 s: RSS and CPU of the core and the worker, and what /metrics shows.
 
 At the end every meeting is ended and the server stopped with SIGTERM; then the database is
@@ -89,7 +90,7 @@ class Soak:
     async def _meet(self, http: aiohttp.ClientSession, seconds: float) -> None:
         a = self.args
         self.media = [
-            MediaRoom(n, media_size(n), self.core, self.folder, self.tally)
+            MediaRoom(n, media_size(n), self.core, self.folder, self.tally, record=a.record)
             for n in range(1, a.media_rooms + 1)
         ]
         for media in self.media:
@@ -104,6 +105,7 @@ class Soak:
             f"churning for {seconds / 60:.1f} min",
             flush=True,
         )
+        self.tally.restart_clock()
         sampling = asyncio.create_task(self.sampler.run())
         until = time.monotonic() + seconds
         try:
@@ -124,7 +126,7 @@ class Soak:
 
     def _media_progress(self, first: bool) -> str:
         decrypting = sum(media.progress(first) for media in self.media)
-        return f"media rooms decrypting {decrypting}/{len(self.media)}"
+        return f"media rooms working {decrypting}/{len(self.media)}"
 
     async def _live_state(self) -> dict[str, float]:
         """What the server still holds in memory once every meeting has ended (all 0)."""
@@ -230,6 +232,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rooms", type=int, default=20, help="signaling-only rooms of four")
     p.add_argument("--media-rooms", type=int, default=3, help="rooms of conclave join processes")
     p.add_argument("--seed", type=int, default=14, help="for the random choice of steps")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="each media room's host records what it decrypts, checked every sample (costs CPU)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the folder with the database and logs")
     return p.parse_args(argv)
 

@@ -1,14 +1,20 @@
 """The soak's rooms with media: ``conclave join`` processes sending their test video and tone
 through the relay worker, each decrypting the others' frames for the whole run.
 
-That they keep decrypting is watched while they run: each room's host records what it
-receives (``--record``), and an audio file grows only by frames that decrypted, so every
-sample (``progress``) each other participant's audio file must have grown. A join prints how
-many frames it decrypted and dropped when it leaves, which it does when the soak ends its
-meeting: frames refused as someone else's are errors; frames dropped are counted (a frame that
-arrives before its sender's key does is dropped, which a loaded machine makes more likely
-while a room is starting). Lines saying the connection was lost or the relay restarted, a
-warning, or a non-zero exit are errors.
+That they keep working is watched while they run (``progress``, each sample):
+
+- by default, each join's CPU time must grow by BUSY_S a sample: encoding its own video and
+  decoding the others' keeps it busy, and one whose media connection died idles (a proxy);
+- with ``record``, each room's host also records what it receives (``--record``): an audio
+  file grows only by frames that decrypted, so each other participant's file must have grown.
+  Exact, but the recording client re-encodes video in its event loop, which costs CPU.
+
+A join prints how many frames it decrypted and dropped when it leaves, which it does when the
+soak ends its meeting: frames refused as someone else's are errors, and so is a rate below
+MIN_RATE_SHARE of what the senders send (decrypting stopped for much of the run); frames
+dropped are counted (a frame that arrives before its sender's key does is dropped, which a
+loaded machine makes more likely while a room is starting). Lines saying the connection was
+lost or the relay restarted, a warning, or a non-zero exit are errors.
 """
 
 from __future__ import annotations
@@ -21,11 +27,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.soak_core import Core
+from bench.soak_memory import cpu_seconds
 from bench.soak_room import room_of
 from bench.soak_tally import Tally
+from bot.client.tracks import FPS as VIDEO_FPS
 from tests.support.proc import clean_env
 
 AUDIO_FPS = 50  # 20 ms Opus frames
+NOMINAL_FPS = VIDEO_FPS + AUDIO_FPS
+# A receiver that decrypted less than this share of what its senders sent stopped for much of
+# the run (a loaded machine sends and decodes less, but not this much less).
+MIN_RATE_SHARE = 0.25
+BUSY_S = 0.2  # CPU seconds a working join uses in a sample at the least; a dead one idles
 JOIN_S = 90.0  # several aiortc processes starting on a busy machine
 LEAVE_S = 60.0
 FRAMES = re.compile(
@@ -43,6 +56,7 @@ class Joined:
     lines: list[str] = field(default_factory=list)
     joined: asyncio.Event = field(default_factory=asyncio.Event)
     reader: asyncio.Task[None] | None = None
+    cpu_s: float = 0.0  # at the last look
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,12 @@ class Frames:
 
 
 class MediaRoom:
-    def __init__(self, n: int, size: int, core: Core, folder: Path, tally: Tally) -> None:
+    def __init__(
+        self, n: int, size: int, core: Core, folder: Path, tally: Tally, *, record: bool
+    ) -> None:
         self.n = n
         self.size = size
+        self.record = record
         self.room_id = ""
         self._core = core
         self._folder = folder
@@ -79,7 +96,8 @@ class MediaRoom:
         dms = reply.dms()
         self.room_id = room_of(dms["host"])
         for who in ["host", *users]:
-            record = ["--record", str(self._record_dir)] if who == "host" else []
+            recording = self.record and who == "host"
+            record = ["--record", str(self._record_dir)] if recording else []
             label = f"media{self.n}-{who}"
             self._joins.append(await self._start(label, dms[who], duration, record))
 
@@ -138,8 +156,28 @@ class MediaRoom:
         self._all_in = time.monotonic()
 
     def progress(self, first: bool) -> bool:
-        """Whether the host decrypted audio from each other participant since the last look
-        (an error for each one it did not); the ``first`` look only notes where they are."""
+        """Whether every join kept busy since the last look, and (``record``) the host
+        decrypted audio from each other participant; an error for each that did not. The
+        ``first`` look only notes where they are."""
+        busy = self._busy(first)
+        return self._recording(first) and busy
+
+    def _busy(self, first: bool) -> bool:
+        fine = True
+        for j in self._joins:
+            cpu = cpu_seconds(j.proc.pid)
+            if not first and cpu - j.cpu_s < BUSY_S:
+                self._tally.error(
+                    f"media stalled: media room {self.n}: {j.label} used "
+                    f"{cpu - j.cpu_s:.2f} s of CPU since the last sample"
+                )
+                fine = False
+            j.cpu_s = cpu
+        return fine
+
+    def _recording(self, first: bool) -> bool:
+        if not self.record:
+            return True
         sizes = {f.name: f.stat().st_size for f in self._record_dir.glob("*.audio.wav")}
         if first:
             self._recorded = sizes
@@ -192,6 +230,11 @@ class MediaRoom:
         self.frames.append(Frames(j.label, ok, dropped, refused, rate))
         if refused:
             self._tally.error(f"media frames: {j.label} refused {refused} misattributed frames")
+        if rate < MIN_RATE_SHARE * NOMINAL_FPS:
+            self._tally.error(
+                f"media frames: {j.label} decrypted {rate:.1f} frames/s per sender "
+                f"(senders send {NOMINAL_FPS})"
+            )
 
     async def kill(self) -> None:
         """After a failure: no join outlives the soak."""

@@ -26,6 +26,10 @@ class Tally:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def restart_clock(self) -> None:
+        """Count time from now (the churn's start), as the samples do; setup is negative."""
+        self.started = time.monotonic()
+
     def error(self, text: str) -> None:
         self.errors.append(text)
         if len(self.errors) <= PRINTED_ERRORS:
