@@ -112,6 +112,28 @@ async def test_the_meeting_pages_files_are_served_with_their_types(
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../pyproject.toml",
+        "/static/%2e%2e/web/app.py",
+        "/static/app/../../app.py",
+        "/static/..%2fapp.py",
+        "/static/app/",
+        "/static/nothing.js",
+        "/static/app/main.js.map",
+    ],
+)
+async def test_nothing_but_the_clients_own_files_is_served(
+    path: str, server: Running, http: aiohttp.ClientSession
+) -> None:
+    """Only the files of static/ present when the server started: no path out of the folder,
+    no listing, no guess."""
+    async with http.get(f"{server.base_url}{path}") as response:
+        assert response.status == 404, (path, response.status)
+        assert "import" not in await response.text()
+
+
+@pytest.mark.parametrize(
     "room_id",
     [
         "a.b",

@@ -14,6 +14,7 @@ from bot.secret import Secret
 from bot.signaling.hub import Hub
 from bot.web.health import Health
 from bot.web.meeting_page import STATIC_DIR, meeting_handler
+from bot.web.static_files import StaticFiles
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -131,7 +132,7 @@ def create_app(
         app.router.add_get("/metrics", metrics)
     app.router.add_get("/j/{room_id}", meeting_handler(base_url))
     app.router.add_get("/ws", hub.handle)
-    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, show_index=False)
+    app.router.add_get("/static/{path:.+}", StaticFiles(STATIC_DIR).handle)
     if relay_control is not None:
         app.router.add_get(control.ROUTE, relay_control)
     return app
