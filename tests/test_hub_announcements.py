@@ -173,3 +173,20 @@ async def until(condition: Callable[[], bool], what: str) -> None:
 
 
 CODE = re.compile(r"security code: \d{5}( \d{5}){5}")
+
+
+async def test_a_kicked_participants_keys_are_not_kept(world: World) -> None:
+    """The hub keeps announcements for resumes; a kicked session never resumes, so its keys
+    go with it (the soak run saw a room that kicks often keep every one until it ended)."""
+    meeting = await world.room("ana", "ben")
+    host, ana, ben = await world.join_all("hana", "ana", "ben")
+    for peer in (host, ana, ben):
+        await peer.send("keys", **announced_keys(peer.welcome))
+    await host.until("roster", with_keys_of(ben))
+    hub = world.server.app.hub
+    everyone = {host.participant_id, ana.participant_id, ben.participant_id}
+    assert hub.held_keys(meeting.room_id) == everyone
+
+    await host.send("kick", participant=ana.participant_id)
+    await host.until("roster", roster_of(2))
+    assert hub.held_keys(meeting.room_id) == everyone - {ana.participant_id}

@@ -11,9 +11,10 @@ class Throttle:
     """At most ``limit`` events per ``window`` seconds for each key.
 
     Only events that are let through count, so a refused caller is not locked out for longer
-    by trying again. Keys whose window has passed are dropped once there are more than
-    ``max_keys``; keys come from authenticated callers, so that bound is never reached by
-    strangers alone.
+    by trying again. Keys whose window has passed are dropped once a window (so memory follows
+    the callers of the last two windows, not every caller ever), and at once when there are
+    more than ``max_keys``; keys come from authenticated callers, so that bound is never
+    reached by strangers alone.
     """
 
     def __init__(self, clock: Clock, limit: int, window: float, max_keys: int = 10_000) -> None:
@@ -22,6 +23,7 @@ class Throttle:
         self._window = window
         self._max_keys = max_keys
         self._seen: dict[str, deque[float]] = {}
+        self._forgot_at = clock.now()
 
     def take(self, key: str) -> float:
         """Record an event for ``key`` and return 0, or the seconds until one is allowed."""
@@ -32,11 +34,16 @@ class Throttle:
         if len(times) >= self._limit:
             return times[0] + self._window - now
         times.append(now)
-        if len(self._seen) > self._max_keys:
+        if len(self._seen) > self._max_keys or now - self._forgot_at >= self._window:
             self._forget(now)
         return 0.0
 
+    def __len__(self) -> int:
+        """How many keys are held."""
+        return len(self._seen)
+
     def _forget(self, now: float) -> None:
+        self._forgot_at = now
         stale = [k for k, t in self._seen.items() if not t or t[-1] <= now - self._window]
         for key in stale:
             del self._seen[key]

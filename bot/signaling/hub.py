@@ -127,6 +127,11 @@ class Hub:
         live = self._rooms.get(room_id)
         return [] if live is None else live.roster()
 
+    def held_keys(self, room_id: str) -> frozenset[str]:
+        """Whose key announcements the hub keeps for ``room_id`` (for resumes)."""
+        live = self._rooms.get(room_id)
+        return frozenset() if live is None else frozenset(live.keys)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=WIRE_LIMIT, heartbeat=30.0)
         conn: Connection | None = None
@@ -364,6 +369,9 @@ class Hub:
         live = self._rooms.get(event.room_id)
         if live is not None:
             live.admitted_ids.discard(event.participant_id)
+            # A kicked session never resumes: its keys need not be kept for one (the soak
+            # run saw rooms that kick often hold every kicked announcement until they end).
+            live.keys.pop(event.participant_id, None)
         conn = member(self._rooms, event.room_id, event.participant_id)
         if conn is not None:
             kicked = to_client("kicked", message="The host removed you from the meeting.")
