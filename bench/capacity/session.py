@@ -77,7 +77,8 @@ class Step:
     mismatched: int
     held: bool = False  # within the loss and latency limits; set by the caller, which knows them
     delivers: bool = False  # within the loss limit (latency aside)
-    # runnable but not running: the machine's other work (and the generators) had the CPUs
+    # runnable but not running, summed over workers like their CPU: the machine's other work
+    # (and the generators) had the CPUs
     worker_waited_pct: float = 0.0
     busiest_generator_pct: float = 0.0  # one process: near 100 it would be the bottleneck
 
