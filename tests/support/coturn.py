@@ -30,7 +30,7 @@ ALLOCATED = re.compile(r"session (\d+): new, realm=<[^>]*>, username=<([^>]*)>")
 # Now and then, and at a session's end, what it carried: "session <id>: usage: realm=<...>,
 # username=<...>, rp=N, rb=N, sp=N, sb=N" for the client's side (rb: bytes the client sent
 # through it), "session <id>: peer usage: ..." for the peers' (rb: bytes relayed to the client).
-USAGE = re.compile(r"session \d+: (usage|peer usage): .*?username=<([^>]*)>, rp=\d+, rb=(\d+)")
+USAGE = re.compile(r"session (\d+): (usage|peer usage): .*?username=<([^>]*)>, rp=\d+, rb=(\d+)")
 # A peer the allocation may send to, by permission ("peer 127.0.0.1 lifetime updated: 300") or
 # channel ("peer 127.0.0.1:40001 lifetime updated: 600").
 PEER = re.compile(r"session (\d+): peer ([0-9.]+|[0-9a-f:]+?)(?::\d+)? lifetime updated")
@@ -65,12 +65,17 @@ class Coturn:
         return found
 
     def relayed(self) -> dict[str, tuple[int, int]]:
-        """Username -> (bytes its client sent through it, bytes relayed to its client), as
-        coturn last reported them."""
+        """Username -> (bytes its clients sent through its allocations, bytes relayed to them),
+        as coturn has reported them so far: each session's latest report (they are running
+        totals, logged now and then and at the session's end), summed over a user's sessions."""
+        latest: dict[tuple[str, str, str], int] = {}  # (session, side, user) -> bytes
+        for session, side, user, count in USAGE.findall(self.text()):
+            latest[(session, side, user)] = int(count)
         sent: dict[str, int] = {}
         received: dict[str, int] = {}
-        for side, user, count in USAGE.findall(self.text()):
-            (sent if side == "usage" else received)[user] = int(count)
+        for (_, side, user), count in latest.items():
+            into = sent if side == "usage" else received
+            into[user] = into.get(user, 0) + count
         return {user: (sent[user], received[user]) for user in sent.keys() & received.keys()}
 
 
