@@ -54,6 +54,22 @@ export function withoutStoppedStreams(sdp) {
     .join("\r\n");
 }
 
+// Video keeps its resolution and gives way in frame rate and quality when bandwidth is short.
+// Chromium otherwise picks a resolution from the bandwidth it has when the camera's first frame
+// is encoded, often its 300 kbit/s start rate before the relay's first REMB has arrived, and
+// climbs back from 360 px only as its quality scaler allows (over 15 s, the tests saw). The
+// relay's REMB gives the estimate the uplink's real capacity within a second, so full
+// resolution is affordable at once; a screen share, on the same sender, wants it anyway.
+async function keepResolution(sender) {
+  try {
+    const parameters = sender.getParameters();
+    parameters.degradationPreference = "maintain-resolution";
+    await sender.setParameters(parameters);
+  } catch {
+    // A browser without it keeps its own choice: a smaller picture, not a broken call.
+  }
+}
+
 // The codecs this browser can send for `kind`, restricted to the profile's.
 export function preferredCodecs(kind) {
   return RTCRtpSender.getCapabilities(kind).codecs.filter(CODECS[kind]);
@@ -88,6 +104,7 @@ export class MediaSession {
     }
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription({ type: "offer", sdp: withRelayExtensionIds(offer.sdp) });
+    await keepResolution(this._senders.video);
     return this._described();
   }
 
