@@ -8,8 +8,6 @@ real core in this process; loopback only.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 from bot.client.session import ClientSession, MediaOptions
 from bot.core.links import parse_link
 from bot.rtc.internals import restrict_host_addresses
+from tests.support.clients import decrypted, until
 from tests.support.fakes import user
 from tests.support.server import serve
 from tests.test_metrics import TOKEN, parse, scrape, value
@@ -27,17 +26,6 @@ pytestmark = pytest.mark.slow
 
 WAIT = 30.0
 TOPIC = "Zeppelin procurement"
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
-def decrypted(client: ClientSession) -> int:
-    return 0 if client.keyring is None else client.keyring.decrypted
 
 
 async def test_forwarded_media_is_counted_per_worker(tmp_path: Path) -> None:
@@ -67,7 +55,7 @@ async def test_forwarded_media_is_counted_per_worker(tmp_path: Path) -> None:
             await asyncio.gather(*tasks, return_exceptions=True)
 
         stack.push_async_callback(stop_clients)
-        await until(lambda: all(decrypted(c) > 30 for c in clients.values()), "media flowing")
+        await until(lambda: all(decrypted(c) > 30 for c in clients.values()), "media flowing", WAIT)
 
         status, text = await scrape(http, f"{server.base_url}/metrics")
         assert status == 200
@@ -90,7 +78,7 @@ async def test_forwarded_media_is_counted_per_worker(tmp_path: Path) -> None:
         assert memory is not None and memory > 10 * 2**20
 
         # Counters only grow while media flows.
-        await until(lambda: all(decrypted(c) > 60 for c in clients.values()), "more media")
+        await until(lambda: all(decrypted(c) > 60 for c in clients.values()), "more media", WAIT)
         later = parse((await scrape(http, f"{server.base_url}/metrics"))[1])
         again = value(later, "conclave_relay_forwarded_packets_total", **worker)
         assert again is not None and again > forwarded

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,21 +13,11 @@ import pytest
 from bot.client.session import ClientSession, MediaOptions
 from bot.core.links import parse_link
 from bot.rtc.internals import restrict_host_addresses
+from tests.support.clients import decrypted, until
 from tests.support.fakes import user
 from tests.support.server import serve
 
 pytestmark = pytest.mark.slow
-
-
-async def until(condition: Callable[[], bool], what: str, timeout: float = 40.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
-def decrypted(c: ClientSession) -> int:
-    return 0 if c.keyring is None else c.keyring.decrypted
 
 
 async def test_media_recovers_after_the_relay_worker_dies(tmp_path: Path) -> None:
