@@ -50,10 +50,9 @@ class UplinkFeedback:
         self.ceiling = ceiling
         self.estimate: int | None = None  # the estimator's, once it has one
         self.last_sent: int | None = None  # the value of the last REMB
-        self.reports = 0  # REMBs sent
         self._estimator = RemoteBitrateEstimator()
         self._ssrcs: dict[int, None] = dict.fromkeys(ssrcs)
-        self._last_sent_ms: int | None = None
+        self._last_sent_ms = 0  # when the last REMB went; meaningful once ``last_sent`` is set
 
     @property
     def congested(self) -> bool:
@@ -64,8 +63,9 @@ class UplinkFeedback:
 
     @property
     def bitrate(self) -> int:
-        if self.estimate is None or not self.congested:
+        if not self.congested:
             return self.ceiling
+        assert self.estimate is not None  # congested implies it
         return min(self.ceiling, self.estimate)
 
     @property
@@ -91,13 +91,15 @@ class UplinkFeedback:
         return self._due(arrival_time_ms)
 
     def _due(self, now_ms: int) -> int | None:
-        value = self.bitrate
-        if self._last_sent_ms is not None and self.last_sent is not None:
+        # The time check first: it answers for almost every packet, without the bitrate.
+        last = self.last_sent
+        if last is not None:
             elapsed = now_ms - self._last_sent_ms
-            falling = value < DECREASE_NOW * self.last_sent
-            if elapsed < MIN_GAP_MS or (elapsed < REPEAT_MS and not falling):
+            if elapsed < MIN_GAP_MS:
                 return None
+        value = self.bitrate
+        if last is not None and elapsed < REPEAT_MS and value >= DECREASE_NOW * last:
+            return None
         self._last_sent_ms = now_ms
         self.last_sent = value
-        self.reports += 1
         return value

@@ -205,9 +205,9 @@ def take_rtp(
     (``send_remb``). Packets arriving once the receiver stopped (``_enabled``) are ignored."""
     r = _private(receiver)
 
-    async def handle(packet: RtpPacket, arrival_time_ms: int) -> None:
-        if r._enabled:
-            await handler(packet, arrival_time_ms)
+    # A plain function handing back the handler's awaitable: no coroutine of its own per packet.
+    def handle(packet: RtpPacket, arrival_time_ms: int) -> Awaitable[None]:
+        return handler(packet, arrival_time_ms) if r._enabled else _ignored()
 
     r._handle_rtp_packet = handle
     return ReceiverTables(
@@ -381,6 +381,10 @@ def check_internals() -> None:
         missing.append("RTCRtpTransceiver._codecs")
     if missing:
         raise AiortcMismatch(missing)
+
+
+async def _ignored() -> None:
+    """What a stopped receiver does with a packet."""
 
 
 def _private(obj: object) -> Any:
