@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from bot.web.static_files import StaticFiles
 from tests.support.fakes import user
 from tests.support.secrets_scan import secret_shaped
 from tests.support.server import Running, serve
@@ -109,6 +110,49 @@ async def test_the_meeting_pages_files_are_served_with_their_types(
             assert response.status == 200, path
             assert kind in response.content_type, (path, response.content_type)
             assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_the_page_names_its_files_under_a_version_cached_for_good(
+    server: Running, http: aiohttp.ClientSession
+) -> None:
+    """The page's files are named under a hash of all of them, so that the frame worker's
+    imports come from the cache; a browser holding another release's page gets nothing."""
+    made = await server.app.service.create_room(user("hana"), [user("ana")], "Sync")
+    async with http.get(f"{server.base_url}/j/{made.room.id}") as response:
+        body = await response.text()
+    named = re.findall(r'(?:src|href)="\.\./static/([0-9a-f]{16})/([^"]+)"', body)
+    versions = {version for version, _ in named}
+    assert len(versions) == 1, versions
+    (version,) = versions
+    files = {path for _, path in named}
+    # The worker and what only it imports are fetched with the page, not after it.
+    assert {"app/main.js", "worker.js", "e2ee/prefix.js", "app/style.css"} <= files
+    assert not re.search(r'"\.\./static/(?![0-9a-f]{16}/)', body), "a file named without it"
+
+    for path in sorted(files):
+        async with http.get(f"{server.base_url}/static/{version}/{path}") as response:
+            assert response.status == 200, path
+            assert response.headers["Cache-Control"] == "public, max-age=31536000, immutable"
+    async with http.get(f"{server.base_url}/static/app/main.js") as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "no-store"
+    other = "0" * 16 if version != "0" * 16 else "1" * 16
+    async with http.get(f"{server.base_url}/static/{other}/app/main.js") as response:
+        assert response.status == 404
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_version_changes_with_any_file(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "a.js").write_text("export const a = 1;\n")
+    (tmp_path / "b.js").write_text("export const b = 2;\n")
+    first = StaticFiles(tmp_path).version
+    assert StaticFiles(tmp_path).version == first
+    (tmp_path / "b.js").write_text("export const b = 3;\n")
+    assert StaticFiles(tmp_path).version != first
+    (tmp_path / "b.js").write_text("export const b = 2;\n")
+    (tmp_path / "app" / "c.js").write_text("")
+    assert StaticFiles(tmp_path).version != first
 
 
 @pytest.mark.parametrize(

@@ -130,9 +130,10 @@ def create_app(
         app.on_cleanup.append(health.close)
     if metrics is not None:
         app.router.add_get("/metrics", metrics)
-    app.router.add_get("/j/{room_id}", meeting_handler(base_url))
+    static = StaticFiles(STATIC_DIR)
+    app.router.add_get("/j/{room_id}", meeting_handler(base_url, static.version))
     app.router.add_get("/ws", hub.handle)
-    app.router.add_get("/static/{path:.+}", StaticFiles(STATIC_DIR).handle)
+    app.router.add_get("/static/{path:.+}", static.handle)
     if relay_control is not None:
         app.router.add_get(control.ROUTE, relay_control)
     return app

@@ -24,6 +24,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 PAGE = STATIC_DIR / "meeting.html"
 
 ENTRY = "app/main.js"
+WORKER = "worker.js"
 # Static imports and re-exports of a module: `import ... from "./x.js"`, `import "./x.js"`.
 _IMPORT = re.compile(r'^(?:import|export)\b[^;]*?["\'](\.{1,2}/[\w./-]+\.js)["\'];?$', re.M)
 # A Host header that can be an origin: a DNS name or address and a port, nothing that could
@@ -48,17 +49,20 @@ def module_graph(entry: str = ENTRY) -> list[str]:
 
 
 @functools.cache
-def page_bytes() -> bytes:
-    """The page, told every module its script will import (``modulepreload``): the browser
-    fetches them all at once instead of one level of imports after another."""
+def page_bytes(version: str) -> bytes:
+    """The page, its files named under the static files' ``version`` (cacheable for good), and
+    told every module its script and its frame worker will import (``modulepreload``): the
+    browser fetches them all at once instead of one level of imports after another, and the
+    worker finds its own in the cache."""
+    modules = dict.fromkeys(module_graph()[1:] + module_graph(WORKER))
     links = "".join(
-        f'    <link rel="modulepreload" href="../static/{module}" />\n'
-        for module in module_graph()[1:]
+        f'    <link rel="modulepreload" href="../static/{module}" />\n' for module in modules
     )
     html = PAGE.read_text(encoding="utf-8")
     anchor = '    <script type="module"'
     assert anchor in html
-    return html.replace(anchor, links + anchor, 1).encode()
+    html = html.replace(anchor, links + anchor, 1)
+    return html.replace('"../static/', f'"../static/{version}/').encode()
 
 
 def meeting_csp(request: web.Request, base_url: str) -> str:
@@ -75,11 +79,15 @@ def meeting_csp(request: web.Request, base_url: str) -> str:
     )
 
 
-def meeting_handler(base_url: str) -> Callable[[web.Request], Awaitable[web.Response]]:
+def meeting_handler(
+    base_url: str, version: str
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /j/{room}``; ``version`` is the static files' (StaticFiles.version)."""
+
     async def meeting_page(request: web.Request) -> web.Response:
         if not is_id(request.match_info["room_id"]):
             raise web.HTTPNotFound(text="No such meeting link.")
-        response = web.Response(body=page_bytes(), content_type="text/html", charset="utf-8")
+        response = web.Response(body=page_bytes(version), content_type="text/html", charset="utf-8")
         response.headers["Content-Security-Policy"] = meeting_csp(request, base_url)
         # Camera, microphone and screen capture for this page only, never for a frame.
         response.headers["Permissions-Policy"] = (

@@ -5,6 +5,9 @@ encrypt frames is refused; the page's message table is the server's schema."""
 
 from __future__ import annotations
 
+import logging
+import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -204,32 +207,50 @@ async def test_a_reused_link_shows_already_used_and_the_host_is_told(
         assert notice is not None and "Ana's link" in notice and "already used" in notice
 
 
-async def test_the_page_preloads_every_module_it_imports(browser: Browser, server: Running) -> None:
-    """The served page lists its whole module graph as modulepreload links, so the browser
-    fetches the modules in parallel; were one import missing from the list, the document would
-    fetch it as a script only once its importer had loaded (initiator ``script``, not
-    ``link``), one round trip later per level."""
+async def test_the_page_preloads_every_module_it_imports(
+    browser: Browser, server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The served page lists its whole module graph, and its frame worker's, as modulepreload
+    links, so the browser fetches the modules in parallel; were one import missing from the
+    list, the document would fetch it as a script only once its importer had loaded (initiator
+    ``script``, not ``link``), one round trip later per level. The worker imports its modules
+    again in its own module map: they come from the cache (the files are named under a
+    version), so the server sees each file requested once."""
     meeting = await make_meeting(server, "ana")
     link = meeting.invites["ana"].link.reveal()
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     async with open_tab(browser, server.base_url, "ana", link) as tab:
         await tab.until_screen("screen-prejoin")
-        # The document's own fetches: those before it started the frame worker, whose imports
-        # (a worker cannot use the document's preloads) are listed after it.
+        assert await tab.page.evaluate("conclaveMeeting.prepared()")  # the worker is running
+        # The document's own fetches, by unversioned path: those before it started the frame
+        # worker (its second worker.js, after the preload), whose imports are listed after it.
         fetched = await tab.page.evaluate(
-            """() => {
+            r"""() => {
               const paths = performance.getEntriesByType("resource")
                 .filter((r) => r.name.endsWith(".js"))
-                .map((r) => [new URL(r.name).pathname, r.initiatorType]);
-              const worker = paths.findIndex(([path]) => path === "/static/worker.js");
+                .map((r) => [new URL(r.name).pathname.replace(/^\/static\/[0-9a-f]{16}\//,
+                  "/static/"), r.initiatorType]);
+              const worker = paths.findLastIndex(([path]) => path === "/static/worker.js");
               return worker < 0 ? paths : paths.slice(0, worker);
             }"""
         )
     modules = dict(fetched)
     assert "/static/app/main.js" in modules and "/static/e2ee/hpke.js" in modules, modules
+    assert "/static/e2ee/prefix.js" in modules, "the worker's own import is not preloaded"
     not_preloaded = {
         path: how
         for path, how in modules.items()
         if how == "script" and path != "/static/app/main.js"
     }
-    assert not_preloaded == {}, modules
+    assert not_preloaded == {}, fetched
+    requested = Counter(
+        match.group(1)
+        for record in caplog.records
+        if record.name == "aiohttp.access"
+        and (match := re.search(r'"GET (/static/\S+) HTTP', record.getMessage()))
+    )
+    assert requested["/static/" + "worker.js"] == 0, "a file named without the version"
+    twice = {path: n for path, n in requested.items() if n > 1}
+    assert twice == {}, requested
+    assert any(path.endswith("/e2ee/prefix.js") for path in requested), requested
     assert tab.problems() == []
