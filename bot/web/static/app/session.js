@@ -36,6 +36,11 @@ export class MeetingSession {
     this._attempts = 0;
     this._publishAttempts = 0;
     this._retry = null;
+    // This tab's meeting keys are made while the page loads and the hub is asked, not after
+    // the welcome: they do not depend on it, and they are the first thing joining waits for.
+    // Kept only once admitted (`_startMeeting`); a refused link leaves nothing behind.
+    this._newKeys = MeetingKeys.generateStorable();
+    this._newKeys.catch(() => {}); // a failure shows when _startMeeting awaits it
     // One handler per message the hub may send (schema.js TO_CLIENT).
     this.handlers = {
       welcome: (m) => this._onWelcome(m),
@@ -212,15 +217,18 @@ export class MeetingSession {
 
   // --- keys and media ------------------------------------------------------------------------
 
-  // Once admitted: announce keys, then publish media if the person has joined.
+  // Once admitted: announce keys, then publish media if the person has joined. The peer
+  // connection's offer is prepared first, so that its ICE gathering runs while the keys are set
+  // up (frames sent before the worker has a key are dropped there, never sent in clear).
   async _startMeeting() {
     const w = this.welcome;
+    this.prepare();
     if (this.keyring === null) {
       const saved = this.memory.load();
       let identity = null;
       if (saved?.keys) identity = await MeetingKeys.fromStored(saved.keys).catch(() => null);
       if (identity === null) {
-        const made = await MeetingKeys.generateStorable();
+        const made = await this._newKeys;
         identity = made.keys;
         this.memory.saveKeys(made.stored);
       }
@@ -235,12 +243,12 @@ export class MeetingSession {
         frames: this.frames,
         onKeyChange: (key) => this.memory.saveGeneration(key.id.generation),
       });
+      performance.mark("conclave:keys");
     } else {
       await this.keyring.rejoin();
     }
     this.send("keys", this.keyring.announcement());
     await this.publish();
-    this.prepare();
   }
 
   // The person pressed Join: media goes out as soon as the host has let them in.
@@ -251,15 +259,15 @@ export class MeetingSession {
   }
 
   // While the person looks at the pre-join screen: the peer connection and its offer, with
-  // its ICE candidates gathered, so that Join sends at once. Made once keys are set up
-  // (frames.init ran), maybe before the camera is open: its lines take the tracks when Join
-  // is pressed. Nothing leaves the browser before Join (publish sends the offer).
+  // its ICE candidates gathered, so that Join sends at once. Made once admitted, maybe before
+  // the camera is open: its lines take the tracks when Join is pressed. Nothing leaves the
+  // browser before Join (publish sends the offer).
   prepare() {
-    if (this.media !== null || this._prepared !== null || this.keyring === null) return;
+    if (this.media !== null || this._prepared !== null || this.welcome === null) return;
     if (this.joined || this.ended !== null) return;
     const media = this._newMedia();
     const offer = media.offer(this.local.tracks());
-    offer.catch(() => {}); // a failure shows when publish awaits it
+    offer.then(() => performance.mark("conclave:offer-ready")).catch(() => {}); // a failure shows when publish awaits it
     this._prepared = { media, offer };
   }
 
