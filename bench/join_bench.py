@@ -84,9 +84,9 @@ def present(folder: Path, name: str, link: str) -> BotProcess:
     return client
 
 
-async def join_once(browser: Browser, link: str) -> tuple[float, str]:
-    """Seconds from ``page.goto`` to the first decoded remote video frame, and a note saying
-    whose it was and when the page reached each step before it."""
+async def join_once(browser: Browser, link: str) -> tuple[float, str, dict[str, float]]:
+    """Seconds from ``page.goto`` to the first decoded remote video frame, a note saying whose
+    it was and when the page reached each step before it, and those steps (seconds)."""
     context = await browser.new_context(viewport={"width": 1280, "height": 720})
     try:
         page = await context.new_page()
@@ -102,7 +102,10 @@ async def join_once(browser: Browser, link: str) -> tuple[float, str]:
         # performance marks (static/app), from the navigation's start.
         marks = await page.evaluate(MARKS)
         phases = ", ".join(f"{name} {at / 1000:.3f}" for name, at in marks)
-        return elapsed, f"first frame from {sender}; {phases}"
+        steps: dict[str, float] = {}
+        for name, at in marks:
+            steps.setdefault(name, at / 1000)  # the first time (track-video comes once a line)
+        return elapsed, f"first frame from {sender}; {phases}", steps
     finally:
         await context.close()
 
@@ -125,13 +128,19 @@ async def run(joins: int, folder: Path) -> list[float]:
         )
         stack.push_async_callback(browser.close)
         samples = []
+        steps: dict[str, list[float]] = {}
         for n in range(joins):
             (issued,) = await server.app.service.invite(
                 meeting.host, meeting.room_id, [user(f"guest{n}")]
             )
-            elapsed, note = await join_once(browser, issued.link.reveal())
+            elapsed, note, reached = await join_once(browser, issued.link.reveal())
             samples.append(elapsed)
+            for name, at in reached.items():
+                steps.setdefault(name, []).append(at)
             print(f"join {n + 1:2d}: {elapsed:6.3f} s ({note})")
+        # Where a typical join spends its time: each step's median, from navigation start.
+        medians = sorted((percentile(ats, 0.50), name) for name, ats in steps.items())
+        print("median step times: " + ", ".join(f"{name} {at:.3f}" for at, name in medians))
         return samples
 
 

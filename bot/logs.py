@@ -15,3 +15,7 @@ def configure(level: str) -> None:
     )
     # aiosqlite's DEBUG lines echo every statement's parameters: hashes and ids, but noise.
     logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
+    # aioice logs each connectivity check of each peer connection at INFO, with the peers'
+    # addresses: four lines per join that bury the relay's own. Still there at DEBUG.
+    root = logging.getLogger().level
+    logging.getLogger("aioice").setLevel(root if root <= logging.DEBUG else logging.WARNING)
