@@ -14,7 +14,9 @@ soak ends its meeting: frames refused as someone else's are errors, and so is a 
 MIN_RATE_SHARE of what the senders send (decrypting stopped for much of the run); frames
 dropped are counted (a frame that arrives before its sender's key does is dropped, which a
 loaded machine makes more likely while a room is starting). Lines saying the connection was
-lost or the relay restarted, a warning, or a non-zero exit are errors.
+lost or the relay restarted, a warning, or a non-zero exit are errors. A line saying the
+join's own media connection was lost is a note, not an error: the worker saw that connection
+die and the join negotiated a new one; whether its media came back is what the samples judge.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ FRAMES = re.compile(
     r"refused \(not from the participant shown\): (?P<refused>\d+)"
 )
 TROUBLE = ("connection lost", "warning:", "media relay restarted", "no media relay")
+OWN_CONNECTION_LOST = "media connection was lost"  # the hub's media_lost, for this join only
 
 
 @dataclass
@@ -144,6 +147,9 @@ class MediaRoom:
             joined.joined.set()
         if any(t in text for t in TROUBLE):
             self._tally.error(f"media client: media room {self.n}: {text}")
+        elif OWN_CONNECTION_LOST in text:
+            print(f"[{self._tally.elapsed():6.1f} s] {joined.label}: {text}", flush=True)
+            self._tally.note("media connection lost and negotiated again")
 
     async def joined(self) -> None:
         """Until every join has said it joined."""

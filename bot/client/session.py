@@ -253,8 +253,11 @@ class ClientSession:
             await self.send("answer", negotiation=message["negotiation"], answer=answer)
 
     async def _on_media_lost(self, message: dict[str, Any]) -> None:
-        # Our relay worker went away; negotiate again (keys and roster are unaffected).
-        self.presenter.media_restarted()
+        # Our relay worker went away, or our own connection to it died (the server's sentence
+        # says which); negotiate again (keys and roster are unaffected).
+        self.presenter.server_said(message["message"])
+        if self._retry is not None:
+            self._retry.cancel()  # a pending retry would tear down the media published now
         await self._stop_media()
         await self._publish()
 

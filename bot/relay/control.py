@@ -35,10 +35,11 @@ READY: Final = "ready"
 LOAD: Final = "load"
 RESULT: Final = "result"
 OFFER: Final = "offer"
+PEER_LOST: Final = "peer_lost"
 ERROR: Final = "error"
 
 REQUESTS: Final = frozenset({JOIN, ANSWER, LEAVE, CLOSE_ROOM, STATS})
-TO_CORE: Final = frozenset({READY, LOAD, RESULT, OFFER, ERROR})
+TO_CORE: Final = frozenset({READY, LOAD, RESULT, OFFER, PEER_LOST, ERROR})
 
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 PARTICIPANT_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,48}")
@@ -59,6 +60,8 @@ _FIELDS: Final[dict[str, tuple[tuple[str, str], ...]]] = {
     LOAD: (("rooms", "count"), ("participants", "count")),
     RESULT: (("id", "int"), ("ok", "bool")),
     OFFER: (_ROOM, _PARTICIPANT, ("negotiation", "int"), ("offer", "sdp:offer")),
+    # ``join_id``: the ``id`` of the ``join`` request that made the connection which died.
+    PEER_LOST: (_ROOM, _PARTICIPANT, ("join_id", "int")),
     ERROR: (("message", "str"),),
 }
 

@@ -21,10 +21,18 @@ from bot.errors import ConclaveError, ProtocolError
 from bot.metrics import WorkerLoad, WorkerTraffic
 from bot.relay import control
 from bot.relay.offers import MediaRefused
+from bot.relay.refusals import NotJoined
 from bot.relay.tickets import HEADER as TICKET_HEADER
 from bot.relay.tickets import BadTicket, NonceCache, answer_worker_ticket
 from bot.secret import Secret
-from bot.signaling.relay_port import LostListener, OfferListener, RelayUnavailable
+from bot.signaling.relay_port import (
+    Joined,
+    LostListener,
+    OfferListener,
+    PeerGone,
+    PeerLostListener,
+    RelayUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,7 @@ class RelayPool:
         self._ids = itertools.count(1)
         self._listeners: list[OfferListener] = []
         self._lost_listeners: list[LostListener] = []
+        self._peer_lost_listeners: list[PeerLostListener] = []
         self._changed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -66,9 +75,10 @@ class RelayPool:
     def on_lost(self, listener: LostListener) -> None:
         self._lost_listeners.append(listener)
 
-    async def join(
-        self, room_id: str, participant_id: str, offer: dict[str, Any]
-    ) -> dict[str, Any]:
+    def on_peer_lost(self, listener: PeerLostListener) -> None:
+        self._peer_lost_listeners.append(listener)
+
+    async def join(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> Joined:
         worker = self._assign(room_id)
         result = await self._request(
             worker, control.JOIN, room=room_id, participant=participant_id, offer=offer
@@ -76,7 +86,9 @@ class RelayPool:
         answer = result.get("answer")
         if not isinstance(answer, dict):
             raise RelayUnavailable("The media relay sent no answer.")
-        return answer
+        # The worker names the connection by this request's id if it dies (``peer_lost``);
+        # request ids are never reused, so no other connection can answer to it.
+        return Joined(answer, result["id"])
 
     async def answer(
         self, room_id: str, participant_id: str, negotiation: int, answer: dict[str, Any]
@@ -174,6 +186,8 @@ class RelayPool:
             error = str(result.get("error", "no reason"))
             if result.get("code") == MediaRefused.code:
                 raise MediaRefused(error)  # the offer, not the relay: retrying will not help
+            if result.get("code") == NotJoined.code:
+                raise PeerGone(f"The media relay refused: {error}")
             raise RelayUnavailable(f"The media relay refused: {error}")
         return result
 
@@ -229,21 +243,25 @@ class RelayPool:
                 future = link.pending.get(message["id"])
                 if future is not None and not future.done():
                     future.set_result(message)
-            elif kind == control.OFFER:
+            elif kind in (control.OFFER, control.PEER_LOST):
                 if self._rooms.get(message["room"]) is not link:
                     # A worker speaks only for the rooms assigned to it: anything else would
-                    # let one worker renegotiate media for participants it does not carry.
+                    # let one worker renegotiate or drop media of participants it does not carry.
                     log.warning(
-                        "relay worker %s sent an offer for room %s, which it does not serve",
+                        "relay worker %s sent %s for room %s, which it does not serve",
                         link.worker_id,
+                        kind,
                         message["room"],
                     )
-                    continue
-                # Not awaited here: the hub may hold an offer until the client has the answer
-                # to its own offer, and that answer may be waiting on this very reader.
-                task = asyncio.create_task(self._dispatch_offer(message))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                elif kind == control.PEER_LOST:
+                    # Awaited, so that the hub hears of it in order with the join results.
+                    await self._dispatch_peer_lost(message)
+                else:
+                    # Not awaited: the hub may hold an offer until the client has the answer
+                    # to its own offer, and that answer may be waiting on this very reader.
+                    task = asyncio.create_task(self._dispatch_offer(message))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
             elif kind == control.ERROR:
                 log.warning("relay worker %s reported: %s", link.worker_id, message.get("message"))
                 request_id = message.get("id")
@@ -260,6 +278,14 @@ class RelayPool:
                 await listener(room, participant, negotiation, offer)
             except ConclaveError:
                 log.warning("could not forward a relay offer to %s", participant)
+
+    async def _dispatch_peer_lost(self, message: dict[str, Any]) -> None:
+        room, participant, join_id = message["room"], message["participant"], message["join_id"]
+        for listener in self._peer_lost_listeners:
+            try:
+                await listener(room, participant, join_id)
+            except Exception:
+                log.exception("could not tell %s its media connection was lost", participant)
 
     async def _drop_worker(self, link: WorkerLink) -> None:
         if self._workers.get(link.worker_id) is link:

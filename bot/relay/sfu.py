@@ -7,6 +7,9 @@ offer only the relay offers, one negotiation at a time per connection, so offers
 How each track's packets are copied is in ``tracks``; what an offer may ask for, in ``offers``.
 Each participant's inbound packets pass a ``bot.rtc.inbound.InboundGuard`` first: only the
 SSRCs its offer announced, and at most ``max_packet_rate`` packets a second.
+A connection that fails (ICE consent lost, DTLS failure) or that the peer closes is dropped as
+if its participant had left, and ``report_lost`` tells the core, which has the client publish
+again.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from typing import Final
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-from bot.errors import ConclaveError
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
 from bot.relay.offers import (
     MAX_CANDIDATES,
@@ -28,6 +30,13 @@ from bot.relay.offers import (
     OfferedMedia,
     check_candidates,
     check_offer,
+)
+from bot.relay.refusals import (
+    AlreadyJoined,
+    BadSessionDescription,
+    NotJoined,
+    RelayError,
+    StaleNegotiation,
 )
 from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, PublisherClock
 from bot.rtc import internals
@@ -52,38 +61,9 @@ MAX_REMOTE_CANDIDATES: Final = MAX_CANDIDATES + 8
 
 # (room, participant, negotiation number, offer SDP): deliver a relay offer to the client.
 SendOffer = Callable[[str, str, int, str], Awaitable[None]]
+# (room, participant, join id): that participant's connection died without the core asking.
+ReportLost = Callable[[str, str, int], Awaitable[None]]
 PeerConnectionFactory = Callable[[], RTCPeerConnection]
-
-
-class RelayError(ConclaveError):
-    code = "relay_error"
-
-
-class AlreadyJoined(RelayError):
-    code = "already_joined"
-
-    def __init__(self, room: str, participant: str) -> None:
-        super().__init__(f"Participant {participant} is already in room {room} on this relay.")
-
-
-class NotJoined(RelayError):
-    code = "not_joined"
-
-    def __init__(self, room: str, participant: str) -> None:
-        super().__init__(f"Participant {participant} is not in room {room} on this relay.")
-
-
-class BadSessionDescription(RelayError):
-    code = "bad_sdp"
-
-
-class StaleNegotiation(RelayError):
-    code = "stale_negotiation"
-
-    def __init__(self, negotiation: int) -> None:
-        super().__init__(
-            f"Negotiation {negotiation} is not awaiting an answer (it timed out or was replaced)."
-        )
 
 
 @dataclass
@@ -106,7 +86,8 @@ class Peer:
     pending: _Pending | None = None
     dirty: bool = False
     negotiator: asyncio.Task[None] | None = None
-    closed: bool = False
+    closed: bool = False  # by the relay, or found dead: no state change of it matters now
+    join_id: int = 0  # the core's name for this connection (its join request's id)
 
 
 class Relay:
@@ -117,12 +98,15 @@ class Relay:
         send_offer: SendOffer,
         make_pc: PeerConnectionFactory,
         max_packet_rate: float = DEFAULT_MAX_PACKET_RATE,
+        report_lost: ReportLost | None = None,
     ) -> None:
         self._send_offer = send_offer
         self._make_pc = make_pc
         self._max_packet_rate = max_packet_rate
+        self._report_lost = report_lost
         self._rooms: dict[str, dict[str, Peer]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._losing: set[asyncio.Task[None]] = set()
         self.counters = Counters()
 
     # --- load ------------------------------------------------------------------------------
@@ -151,13 +135,14 @@ class Relay:
 
     # --- membership --------------------------------------------------------------------------
 
-    async def join(self, room: str, participant: str, offer_sdp: str) -> str:
+    async def join(self, room: str, participant: str, offer_sdp: str, join_id: int = 0) -> str:
         """Answer a participant's initial offer; call ``connect`` once the answer is on its way.
 
         Only VP8 video and Opus audio are accepted: subscribers are offered only those, and the
         end-to-end encryption profile defines the clear prefix for no other codec. An offer with
         more than one line of a kind, or sending streams it does not announce, is refused
-        (``offers.MediaRefused``) before any peer connection exists.
+        (``offers.MediaRefused``) before any peer connection exists. ``join_id`` names the
+        connection in ``report_lost`` if it dies.
         """
         offered = check_offer(offer_sdp)
         async with self._lock(room):
@@ -172,7 +157,9 @@ class Relay:
                 if not members:
                     del self._rooms[room]
                 raise
+            joined.join_id = join_id
             members[participant] = joined
+            self._watch(joined)
             log.info("participant %s joined room %s on the relay", participant, room)
             return str(pc.localDescription.sdp)
 
@@ -254,25 +241,57 @@ class Relay:
     async def leave(self, room: str, participant: str) -> None:
         """Remove a participant; the others' tracks from it end, and they are re-offered."""
         async with self._lock(room):
-            members = self._rooms.get(room, {})
-            leaver = members.pop(participant, None)
+            leaver = self._rooms.get(room, {}).get(participant)
             if leaver is None:
                 raise NotJoined(room, participant)
-            if not members:
-                del self._rooms[room]
-            for other in members.values():
-                for track in other.published.values():
-                    track.forwards = [f for f in track.forwards if f.subscriber is not leaver]
-            affected: dict[str, Peer] = {}
-            for track in leaver.published.values():
-                for forward in track.forwards:
-                    await forward.stop()
-                    affected[forward.subscriber.id] = forward.subscriber
-                track.forwards = []
-            await self._close_peer(leaver)
-            for other in affected.values():
-                self._renegotiate(other)
+            await self._remove(leaver)
             log.info("participant %s left room %s on the relay", participant, room)
+
+    def _watch(self, p: Peer) -> None:
+        """Drop ``p`` once its connection dies on its own (ICE consent lost, DTLS failed or
+        closed by the peer); the relay's own closing sets ``closed`` first."""
+
+        def changed() -> None:
+            state = p.pc.connectionState
+            if state in ("failed", "closed") and not p.closed:
+                p.closed = True
+                task = asyncio.create_task(self._lose(p, state))
+                self._losing.add(task)
+                task.add_done_callback(self._losing.discard)
+
+        p.pc.on("connectionstatechange", changed)
+        changed()
+
+    async def _lose(self, p: Peer, state: str) -> None:
+        if p.room not in self._rooms:
+            return  # the room was closed meanwhile
+        async with self._lock(p.room):
+            if self._rooms.get(p.room, {}).get(p.id) is not p:
+                return  # it left meanwhile, at the core's request
+            log.warning("the media connection of %s in room %s %s", p.id, p.room, state)
+            await self._remove(p)
+            if self._report_lost is not None:
+                # Under the room's lock: the report goes before the answer to a new join.
+                await self._report_lost(p.room, p.id, p.join_id)
+
+    async def _remove(self, leaver: Peer) -> None:
+        """Under the room's lock: take ``leaver`` out, end its tracks, re-offer the others."""
+        members = self._rooms[leaver.room]
+        del members[leaver.id]
+        if not members:
+            del self._rooms[leaver.room]
+        for other in members.values():
+            for track in other.published.values():
+                track.forwards = [f for f in track.forwards if f.subscriber is not leaver]
+        affected: dict[str, Peer] = {}
+        for track in leaver.published.values():
+            for forward in track.forwards:
+                await forward.stop()
+                affected[forward.subscriber.id] = forward.subscriber
+            track.forwards = []
+        await self._close_peer(leaver)
+        for other in affected.values():
+            self._renegotiate(other)
 
     async def close_room(self, room: str) -> None:
         async with self._lock(room):
@@ -282,6 +301,9 @@ class Relay:
         self._locks.pop(room, None)
 
     async def close(self) -> None:
+        for task in list(self._losing):
+            task.cancel()
+        await asyncio.gather(*self._losing, return_exceptions=True)
         for room in list(self._rooms):
             await self.close_room(room)
 

@@ -4,7 +4,8 @@ The worker dials out (so it can run behind NAT on another host), proves the shar
 a ticket, checks the core's welcome ticket, then serves requests until the connection drops,
 and dials again with backoff until ``stop`` is set. Peer connections do not outlive the control
 connection: the core forgets the worker's rooms when it goes, so the worker closes them too and
-reports ready with no rooms after reconnecting.
+reports ready with no rooms after reconnecting. A peer connection that dies without the core
+asking (``sfu``) is reported with ``peer_lost``, naming the ``join`` request that made it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from bot.errors import ConclaveError, ProtocolError
 from bot.ice_servers import ice_servers_for
 from bot.relay import control
 from bot.relay.public_address import advertise
-from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, Relay, RelayError
+from bot.relay.refusals import RelayError
+from bot.relay.sfu import DEFAULT_MAX_PACKET_RATE, Relay
 from bot.relay.tickets import HEADER, BadTicket, make_worker_ticket, verify_core_ticket
 from bot.rtc.internals import bind_ports, check_internals, restrict_host_addresses
 from bot.rtc.peer import make_peer_connection
@@ -138,7 +140,9 @@ class WorkerSession:
         self._send_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
         self._load = (0, 0)
-        self.relay = Relay(self._send_offer, make_pc, max_packet_rate)
+        self.relay = Relay(
+            self._send_offer, make_pc, max_packet_rate, report_lost=self._report_lost
+        )
         self.was_ready = False
 
     async def serve(self, http: aiohttp.ClientSession, url: str, stop: asyncio.Event) -> None:
@@ -240,7 +244,9 @@ class WorkerSession:
         kind = message["type"]
         relay = self.relay
         if kind == control.JOIN:
-            sdp = await relay.join(message["room"], message["participant"], message["offer"]["sdp"])
+            sdp = await relay.join(
+                message["room"], message["participant"], message["offer"]["sdp"], message["id"]
+            )
             return {"answer": control.sdp("answer", advertise(sdp, self._public_address))}
         if kind == control.ANSWER:
             await relay.answer(
@@ -272,6 +278,15 @@ class WorkerSession:
         if load != self._load:
             self._load = load
             await self._send(control.encode(control.LOAD, rooms=load[0], participants=load[1]))
+
+    async def _report_lost(self, room: str, participant: str, join_id: int) -> None:
+        event = control.encode(
+            control.PEER_LOST, room=room, participant=participant, join_id=join_id
+        )
+        # On a closed connection there is no one to tell: the core forgets this worker's rooms.
+        with contextlib.suppress(ConnectionError):
+            await self._send(event)
+            await self._report_load()
 
     async def _send_offer(self, room: str, participant: str, negotiation: int, sdp: str) -> None:
         try:

@@ -3,29 +3,42 @@ and the worker's offers back to that client.
 
 The relay only ever offers after a participant's own first offer has been answered, so an
 offer the worker sends early is held until the client has that answer. When the worker
-serving a room is lost, every client of the room is told to negotiate afresh.
+serving a room is lost, every client of the room is told to negotiate afresh; when one
+participant's peer connection dies, that participant is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import Mapping
 from typing import Any, Final
 
 from bot.errors import ConclaveError
 from bot.signaling.closing import Declined
 from bot.signaling.messages import description, to_client
-from bot.signaling.relay_port import MediaRelay, RelayUnavailable
+from bot.signaling.relay_port import MediaRelay, PeerGone, RelayUnavailable
 from bot.signaling.room import Connection, LiveRoom, member
 
 OFFER_HOLD_SECONDS: Final = 10.0
+RELAY_LOST: Final = "The media relay restarted; reconnecting media."
+PEER_LOST: Final = "Your media connection was lost; reconnecting media."
 
 
 class MediaBroker:
     def __init__(self, relay: MediaRelay | None, rooms: Mapping[str, LiveRoom]) -> None:
         self._relay = relay
         self._rooms = rooms  # the hub's
+        # Which peer connection each published connection has (``Joined.join_id``); None while
+        # its join is in flight. Weak: a connection replaced by a resume just goes.
+        self._joins: weakref.WeakKeyDictionary[Connection, int | None] = weakref.WeakKeyDictionary()
+        # Losses heard while a join was in flight: its own connection may be the one that died.
+        self._lost_early: weakref.WeakKeyDictionary[Connection, set[int]] = (
+            weakref.WeakKeyDictionary()
+        )
+        if relay is not None:
+            relay.on_peer_lost(self.peer_lost)
 
     # --- from the client -------------------------------------------------------------------
 
@@ -35,13 +48,19 @@ class MediaBroker:
         if conn.published:
             raise Declined("already_published", "Media is already negotiated on this connection.")
         conn.published = True
+        self._joins[conn] = None
         try:
             offer = description(message["offer"])
-            answer = await self._relay.join(conn.participant.room_id, conn.id, offer)
+            joined = await self._relay.join(conn.participant.room_id, conn.id, offer)
         except BaseException:
-            conn.published = False
+            self._unpublish(conn)
             raise
-        await conn.send(to_client("answer", answer=answer))
+        if joined.join_id in self._lost_early.pop(conn, set()):
+            self._unpublish(conn)
+            await conn.send(to_client("media_lost", message=PEER_LOST))
+            return
+        self._joins[conn] = joined.join_id
+        await conn.send(to_client("answer", answer=joined.answer))
         conn.answered.set()
 
     async def answer(self, conn: Connection, message: dict[str, Any]) -> None:
@@ -49,7 +68,10 @@ class MediaBroker:
             raise Declined("no_negotiation", "There is no media negotiation to answer.")
         room_id = conn.participant.room_id
         answer = description(message["answer"])
-        await self._relay.answer(room_id, conn.id, message["negotiation"], answer)
+        # The connection died meanwhile: media_lost is on its way, and nothing is wrong with
+        # the relay, which the client would otherwise be told (and retry for).
+        with contextlib.suppress(PeerGone):
+            await self._relay.answer(room_id, conn.id, message["negotiation"], answer)
 
     # --- from the relay --------------------------------------------------------------------
 
@@ -68,9 +90,27 @@ class MediaBroker:
         live = self._rooms.get(room_id)
         for conn in [] if live is None else live.admitted():
             if conn.published:
-                conn.published = False
-                conn.answered.clear()
-                await conn.send(to_client("media_lost", message="The media relay restarted."))
+                self._unpublish(conn)
+                await conn.send(to_client("media_lost", message=RELAY_LOST))
+
+    async def peer_lost(self, room_id: str, participant_id: str, join_id: int) -> None:
+        """One peer connection died: its client negotiates afresh, if it is still the one the
+        participant's current connection published (not one it left or replaced)."""
+        conn = member(self._rooms, room_id, participant_id)
+        if conn is None or conn not in self._joins:
+            return  # gone, or not publishing (it was told already, or never published)
+        current = self._joins[conn]
+        if current is None:
+            self._lost_early.setdefault(conn, set()).add(join_id)
+        elif current == join_id:
+            self._unpublish(conn)
+            await conn.send(to_client("media_lost", message=PEER_LOST))
+
+    def _unpublish(self, conn: Connection) -> None:
+        conn.published = False
+        conn.answered.clear()
+        self._joins.pop(conn, None)
+        self._lost_early.pop(conn, None)
 
     # --- the hub's own news ----------------------------------------------------------------
 

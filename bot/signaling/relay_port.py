@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot.errors import ConclaveError
@@ -11,6 +12,9 @@ from bot.errors import ConclaveError
 OfferListener = Callable[[str, str, int, dict[str, Any]], Awaitable[None]]
 # (room_id) -> None: the worker serving the room is gone, with every peer connection in it.
 LostListener = Callable[[str], Awaitable[None]]
+# (room_id, participant_id, join_id) -> None: that one peer connection died (ICE consent lost,
+# DTLS failed or closed by the peer); ``join_id`` is the ``Joined.join_id`` it was made with.
+PeerLostListener = Callable[[str, str, int], Awaitable[None]]
 
 
 class RelayUnavailable(ConclaveError):
@@ -20,14 +24,25 @@ class RelayUnavailable(ConclaveError):
         super().__init__(why)
 
 
+class PeerGone(RelayUnavailable):
+    """The worker no longer has this participant's peer connection: it left, or the connection
+    died and a ``PeerLostListener`` hears of it."""
+
+
+@dataclass(frozen=True)
+class Joined:
+    answer: dict[str, Any]
+    join_id: int  # names this peer connection, unique for the life of this process
+
+
 class MediaRelay(Protocol):
     def on_offer(self, listener: OfferListener) -> None: ...
 
     def on_lost(self, listener: LostListener) -> None: ...
 
-    async def join(
-        self, room_id: str, participant_id: str, offer: dict[str, Any]
-    ) -> dict[str, Any]:
+    def on_peer_lost(self, listener: PeerLostListener) -> None: ...
+
+    async def join(self, room_id: str, participant_id: str, offer: dict[str, Any]) -> Joined:
         """Hand the participant's first offer to the room's worker; returns the answer."""
 
     async def answer(

@@ -165,6 +165,7 @@ def relay_control() -> Seeds:
         control.LOAD: {"rooms": 2, "participants": 7},
         control.RESULT: {"id": 6, "ok": True},
         control.OFFER: {**room, **who, "negotiation": 2, "offer": offer},
+        control.PEER_LOST: {**room, **who, "join_id": 1},
         control.ERROR: {"message": "Binary frames are ignored."},
     }
     seeds = {kind: control.encode(kind, **fields).encode() for kind, fields in messages.items()}

@@ -189,8 +189,9 @@ export class MeetingSession {
   }
 
   async _onMediaLost() {
-    // Our relay worker went away; negotiate again (keys and roster are unaffected).
-    this.ui.warning("The media relay restarted; reconnecting media.");
+    // Our relay worker went away, or our own connection to it died; negotiate again (keys and
+    // roster are unaffected).
+    this.ui.warning("The media connection was lost; reconnecting media.");
     this._stopMedia();
     await this.publish();
   }
