@@ -19,9 +19,8 @@ class RetransmissionCredit:
         self._credit = limit
         self.refused = 0
 
-    def earn(self) -> None:
-        if self._credit < self._limit:
-            self._credit += 1
+    def earn(self, packets: int = 1) -> None:
+        self._credit = min(self._limit, self._credit + packets)
 
     def grant(self, asked: Iterable[int]) -> list[int]:
         """The sequence numbers of ``asked`` to resend, in order, once each."""

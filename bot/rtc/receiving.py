@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
+from typing import Any
 
 from aiortc import RTCRtpReceiver
 from aiortc.codecs import is_rtx
@@ -17,7 +18,7 @@ from bot.rtc.nack import BoundedNackGenerator
 
 log = logging.getLogger(__name__)
 
-PacketHandler = Callable[[RtpPacket], Awaitable[None]]
+PacketHandler = Callable[[RtpPacket], Awaitable[None] | None]
 SenderReportHandler = Callable[[int, int, int], None]  # (ssrc, ntp timestamp, rtp timestamp)
 
 
@@ -30,7 +31,10 @@ class ReceiverTap:
     camera climbs from its start rate only slowly: ``uplink``, which a publisher's taps share,
     or a video tap's own. Sender reports are passed on to
     ``on_sender_report``. Given ``ssrcs`` (the stream's media and RTX SSRCs), packets with any
-    other SSRC are dropped before they get statistics of their own.
+    other SSRC are dropped before they get statistics of their own. With ``direct`` (and
+    ``ssrcs``), their packets are taken as they are read off the socket
+    (``internals.take_srtp``), not from aiortc's receive task; ``on_packet`` is then called
+    without being awaited, and REMB and NACK go out in tasks of their own.
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class ReceiverTap:
         on_sender_report: SenderReportHandler | None = None,
         ssrcs: Collection[int] | None = None,
         uplink: UplinkFeedback | None = None,
+        direct: bool = False,
     ) -> None:
         self.receiver = receiver
         self.media_ssrc: int | None = None
@@ -52,6 +57,9 @@ class ReceiverTap:
             uplink = UplinkFeedback(ssrcs=ssrcs or ())
         self.uplink = uplink
         tables = internals.take_rtp(receiver, self._handle_rtp)
+        if direct and ssrcs is not None:
+            # Straight from the socket, in its callback; on_packet must then not await.
+            internals.take_srtp(receiver, list(ssrcs), self._handle_now)
         self._codecs = tables.codecs
         self._rtx_ssrc = tables.rtx_ssrc
         self._streams = tables.streams
@@ -65,15 +73,28 @@ class ReceiverTap:
             task.add_done_callback(_log_failure)
 
     async def _handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        media = self._take(packet, arrival_time_ms)
+        if media is not None:
+            handled = self._on_packet(media)
+            if handled is not None:
+                await handled
+
+    def _handle_now(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        media = self._take(packet, arrival_time_ms)
+        if media is not None:
+            self._on_packet(media)
+
+    def _take(self, packet: RtpPacket, arrival_time_ms: int) -> RtpPacket | None:
+        """What aiortc's receiver would do; the media packet to hand on, or None."""
         codec = self._codecs.get(packet.payload_type)
         if codec is None or (self._ssrcs is not None and packet.ssrc not in self._ssrcs):
-            return
+            return None
         if self.uplink is not None:
             # Every packet counts, padding-only probes and retransmissions too: all of it
             # crossed the publisher's uplink.
             remb = self.uplink.add(packet, arrival_time_ms)
             if remb is not None:
-                await internals.send_remb(self.receiver, remb, self.uplink.ssrcs)
+                _spawn(internals.send_remb(self.receiver, remb, self.uplink.ssrcs))
         stream = self._streams.get(packet.ssrc)
         if stream is None:
             stream = self._streams[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -87,15 +108,20 @@ class ReceiverTap:
             original_ssrc = self._rtx_ssrc.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or apt not in self._codecs:
-                return
+                return None
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
         if not packet.payload:  # padding-only bandwidth probe
-            return
+            return None
         self.media_ssrc = packet.ssrc
         if self._nack is not None and self._nack.add(packet.sequence_number):
             missing = sorted(self._nack.missing)
-            await internals.request_retransmission(self.receiver, packet.ssrc, missing)
-        await self._on_packet(packet)
+            _spawn(internals.request_retransmission(self.receiver, packet.ssrc, missing))
+        return packet
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
+    task.add_done_callback(_log_failure)
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:

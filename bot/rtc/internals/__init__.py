@@ -12,7 +12,8 @@ the same checks at worker start-up, so a mismatched install fails with a sentenc
 
 Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
 (``_RTCRtpSender__x``): that is what they are called on the instance. The ICE hooks (host
-addresses and ports) are in ``ice``; the rest is here.
+addresses and ports) are in ``ice``, the relay's per-packet path in ``fastpath``; the rest is
+here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
 from bot.errors import ConclaveError
 from bot.rtc.inbound import InboundGuard
-from bot.rtc.internals import ice
+from bot.rtc.internals import fastpath, ice
+from bot.rtc.internals.fastpath import FastForward as FastForward
+from bot.rtc.internals.fastpath import prime_history as prime_history
+from bot.rtc.internals.fastpath import take_srtp as take_srtp
 from bot.rtc.internals.ice import PortsExhausted as PortsExhausted
 from bot.rtc.internals.ice import bind_ports as bind_ports
 from bot.rtc.internals.ice import restrict_host_addresses as restrict_host_addresses
@@ -375,6 +379,7 @@ def check_internals() -> None:
         missing.append("RTCIceTransport._connection.check_incoming")
     if not isinstance(getattr(connection, "_remote_candidates", None), list):
         missing.append("aioice Connection._remote_candidates")
+    missing += fastpath.missing(sender, connection)
     if not hasattr(RTCRtpTransceiver, "setCodecPreferences"):
         missing.append("RTCRtpTransceiver.setCodecPreferences")
     if not hasattr(RTCRtpTransceiver("audio", receiver, sender), "_codecs"):
