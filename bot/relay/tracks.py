@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from aiortc import RTCRtpTransceiver
-from aiortc import clock as aiortc_clock
 from aiortc.rtp import RtpPacket
 
 from bot.rtc import internals
@@ -98,7 +97,13 @@ class PublishedTrack:
         self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
         self.tap = ReceiverTap(
-            transceiver.receiver, kind, self._on_packet, self._on_sender_report, ssrcs, uplink
+            transceiver.receiver,
+            kind,
+            self._on_packet,
+            self._on_sender_report,
+            ssrcs,
+            uplink,
+            direct=True,
         )
 
     def request_keyframe(self) -> None:
@@ -126,16 +131,22 @@ class PublishedTrack:
             self._clock.offset = _relay_ntp() - ntp
         self._last_report = (ntp, rtp)
 
-    async def _on_packet(self, packet: RtpPacket) -> None:
+    def _on_packet(self, packet: RtpPacket) -> None:
         self._counters.received_packets += 1
         if not self.forwards:
             return
-        # One clock read per packet, shared by every subscriber (it costs more than a send's
-        # own arithmetic), so each sender report's NTP and RTP times come from one instant.
+        # Once per packet, shared by every subscriber: one clock read (so each sender report's
+        # NTP and RTP times come from one instant) and what every copy's header has in common.
         now = _relay_ntp()
         report_time = self.rtp_time_at(now, packet.timestamp)
+        send_time = (now >> 14 & 0xFFFFFF).to_bytes(3)
+        level = packet.extensions.audio_level
+        level_byte = None if level is None else (0x80 if level[0] else 0) | (level[1] & 0x7F)
+        forwarded = 0
         for forward in self.forwards:
-            await forward.forward(packet, now, report_time)
+            forwarded += forward.forward(packet, level_byte, send_time, now, report_time)
+        self._counters.forwarded_packets += forwarded
+        self._counters.forwarded_bytes += forwarded * len(packet.payload)
 
 
 class ForwardedTrack:
@@ -149,30 +160,38 @@ class ForwardedTrack:
         self.transceiver = transceiver
         self._tap = SenderTap(transceiver)
         self._counters = track._counters
-        self._sequence_offset: int | None = None
+        self._sequence_offset = 0
+        self._fast: internals.FastForward | None = None  # once started, at a key frame for video
         self._awaiting_keyframe = track.kind == "video"
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
         internals.on_keyframe_request(transceiver.sender, track.request_keyframe)
 
-    async def forward(self, packet: RtpPacket, now: int, report_time: int) -> None:
+    def forward(
+        self, packet: RtpPacket, level: int | None, send_time: bytes, now: int, report_time: int
+    ) -> bool:
+        """Send ``packet`` on to the subscriber (``level``, ``send_time``: as
+        ``FastForward.forward`` takes them); whether it went."""
+        fast = self._fast
+        if fast is not None:
+            sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
+            return fast.forward(packet, sequence_number, level, send_time, now, report_time)
         if not (self._tap.is_ready or self._tap.ready()):
-            return  # not negotiated yet
+            return False  # not negotiated yet
         if self._awaiting_keyframe:
             if self.transceiver.sender.transport.state != "connected":
-                return  # a key frame sent now would be lost, and the next one is 300 ms away
+                return False  # a key frame sent now would be lost; the next is 300 ms away
             if not vp8_starts_key_frame(packet.payload):
                 self.track.request_keyframe()
-                return
+                return False
             self._awaiting_keyframe = False
-        if self._sequence_offset is None:
-            # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
-            # security value: SRTP does not rely on unpredictable sequence numbers.
-            start = random.randrange(32768)  # noqa: S311
-            self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
+        # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
+        # security value: SRTP does not rely on unpredictable sequence numbers.
+        start = random.randrange(32768)  # noqa: S311
+        self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
+        fast = self._fast = self._tap.fast
+        assert fast is not None  # made when the tap became ready
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
-        if await self._tap.send(packet, sequence_number, report_time, now):
-            self._counters.forwarded_packets += 1
-            self._counters.forwarded_bytes += len(packet.payload)
+        return fast.forward(packet, sequence_number, level, send_time, now, report_time)
 
     async def stop(self) -> None:
         """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
@@ -180,5 +199,9 @@ class ForwardedTrack:
         self.transceiver.direction = "inactive"
 
 
+_NTP_EPOCH_NS: Final = 2_208_988_800 * 1_000_000_000  # 1900 to 1970
+
+
 def _relay_ntp() -> int:
-    return aiortc_clock.current_ntp_time()
+    """Now as 32.32 NTP, as ``aiortc.clock.current_ntp_time`` but without a datetime."""
+    return ((time.time_ns() + _NTP_EPOCH_NS) << 32) // 1_000_000_000
