@@ -56,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.capacity.core import REPO
 from bench.capacity.session import Case, Session, Step
-from bench.capacity.worker_entry import GC_ENV
+from bench.capacity.worker_entry import GC_ENV, GC_FREEZE_ENV, UVLOOP_ENV
 
 CASES = {
     c.key: c
@@ -68,7 +68,7 @@ CASES = {
     )
 }
 QUICK_CASES = "fanout,meeting10"
-DEFAULT_BASELINE = "927f4b2"  # main before issue 13's work on the relay
+DEFAULT_BASELINE = "7e472fe"  # main before the relay's fast path (bot/rtc/internals/fastpath)
 SETUP_VIDEO_RATE = 20.0  # while everyone joins: enough for key frames to flow
 CATCH_UP_SECONDS = 20  # in windows of a second
 # Forwarding less than the first share of what the publishers offered, a worker falls
@@ -323,6 +323,8 @@ async def run(args: argparse.Namespace) -> None:
             f"{args.workers} worker(s), {args.generators} generator process(es), "
             f"{args.seconds:g} s per step after {args.settle:g} s to settle; "
             f"held = loss <= {args.max_loss}% and p99 <= {args.max_p99} ms"
+            + (f"; workers: gc.freeze() ({args.gc_freeze})" if args.gc_freeze else "")
+            + ("; workers on uvloop" if args.uvloop else "")
         )
         results: list[tuple[Case, list[Climb]]] = []
         for key in keys:
@@ -356,12 +358,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--generators", type=int, default=2)
     p.add_argument("--gc-report", action="store_true", help="workers print their GC pauses")
+    p.add_argument(
+        "--gc-freeze",
+        nargs="?",
+        const="1",
+        default="",
+        metavar="THRESHOLD",
+        help="workers (of every build) call gc.freeze() once started, with this gen-0 threshold",
+    )
+    p.add_argument(
+        "--uvloop", action="store_true", help="workers (of every build) run on uvloop's loop"
+    )
     p.add_argument("--current", default="", help="a commit to measure (default: the work tree)")
     p.add_argument("--baseline", default=DEFAULT_BASELINE, help="commit to compare with")
     p.add_argument("--no-baseline", dest="baseline", action="store_const", const="")
     args = p.parse_args(argv)
     if args.gc_report:
         os.environ[GC_ENV] = "1"  # the worker processes inherit it
+    if args.gc_freeze:
+        os.environ[GC_FREEZE_ENV] = args.gc_freeze
+    if args.uvloop:
+        os.environ[UVLOOP_ENV] = "1"
     quick = args.quick
     args.cases = args.cases or (QUICK_CASES if quick else ",".join(CASES))
     args.seconds = args.seconds or (2.0 if quick else 4.0)

@@ -10,6 +10,10 @@ limit is raised out of the way (the fan-out case's one publisher sends far more 
 
 With ``BENCH_WORKER_GC=1`` in its environment the worker prints, when it exits, how long its
 garbage collections paused it, per generation: a pause holds every packet in the queues.
+Two more settings are for measuring what they would be worth in the worker, not what it does:
+``BENCH_WORKER_GC_FREEZE`` (``1``: ``gc.freeze()`` once everything is imported, so full
+collections skip the start-up objects; a number: that too, and that generation-0 threshold)
+and ``BENCH_WORKER_UVLOOP=1`` (uvloop's event loop; uvloop is not a dependency of Conclave).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 
 MAX_PACKET_RATE = 1_000_000
 GC_ENV = "BENCH_WORKER_GC"
+GC_FREEZE_ENV = "BENCH_WORKER_GC_FREEZE"
+UVLOOP_ENV = "BENCH_WORKER_UVLOOP"
 
 
 def report_gc_pauses() -> None:
@@ -66,6 +72,11 @@ def main(core_url: str, worker_id: str, root: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     if os.environ.get(GC_ENV):
         report_gc_pauses()
+    if freeze := os.environ.get(GC_FREEZE_ENV):
+        gc.collect()
+        gc.freeze()
+        if freeze != "1":
+            gc.set_threshold(int(freeze), *gc.get_threshold()[1:])
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -77,7 +88,12 @@ def main(core_url: str, worker_id: str, root: str) -> None:
         )
         await run_worker(core_url, worker_id, settings, stop=stop)
 
-    asyncio.run(serve())
+    if os.environ.get(UVLOOP_ENV):
+        import uvloop  # measurement only: not a dependency of the worker
+
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
 
 
 if __name__ == "__main__":
