@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from bot.relay.sfu import Peer
 
 KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
+# A new subscriber's video held until its transport connects: a key frame and what follows it,
+# about a second of a 720p camera. More, and the subscriber waits for the next key frame.
+MAX_HELD_PACKETS: Final = 128
 
 
 def vp8_starts_key_frame(payload: bytes) -> bool:
@@ -163,8 +166,14 @@ class ForwardedTrack:
         self._sequence_offset = 0
         self._fast: internals.FastForward | None = None  # once started, at a key frame for video
         self._awaiting_keyframe = track.kind == "video"
+        # Video that came before the subscriber could receive it, from a key frame on.
+        self._held: list[tuple[RtpPacket, int | None, bytes]] | None = None
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
         internals.on_keyframe_request(transceiver.sender, track.request_keyframe)
+        # The key frame the subscriber starts with is asked for now, while its transport is
+        # still connecting, and held until it connects: its first frame is then on screen as
+        # soon as it can be, not a publisher's round trip and an encode after.
+        track.request_keyframe()
 
     def forward(
         self, packet: RtpPacket, level: int | None, send_time: bytes, now: int, report_time: int
@@ -175,23 +184,47 @@ class ForwardedTrack:
         if fast is not None:
             sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
             return fast.forward(packet, sequence_number, level, send_time, now, report_time)
+        if self._awaiting_keyframe and not self._connected():
+            self._hold(packet, level, send_time)
+            return False
         if not (self._tap.is_ready or self._tap.ready()):
             return False  # not negotiated yet
+        held: list[tuple[RtpPacket, int | None, bytes]] = []
         if self._awaiting_keyframe:
-            if self.transceiver.sender.transport.state != "connected":
-                return False  # a key frame sent now would be lost; the next is 300 ms away
-            if not vp8_starts_key_frame(packet.payload):
+            held, self._held = self._held or [], None
+            if not held and not vp8_starts_key_frame(packet.payload):
                 self.track.request_keyframe()
                 return False
             self._awaiting_keyframe = False
+        first = held[0][0] if held else packet
         # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
         # security value: SRTP does not rely on unpredictable sequence numbers.
         start = random.randrange(32768)  # noqa: S311
-        self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
+        self._sequence_offset = (start - first.sequence_number) & 0xFFFF
         fast = self._fast = self._tap.fast
         assert fast is not None  # made when the tap became ready
+        for earlier, earlier_level, earlier_send_time in held:
+            sequence_number = (earlier.sequence_number + self._sequence_offset) & 0xFFFF
+            if fast.forward(
+                earlier, sequence_number, earlier_level, earlier_send_time, now, report_time
+            ):
+                self._counters.forwarded_packets += 1
+                self._counters.forwarded_bytes += len(earlier.payload)
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         return fast.forward(packet, sequence_number, level, send_time, now, report_time)
+
+    def _connected(self) -> bool:
+        transport = self.transceiver.sender.transport
+        return transport is not None and transport.state == "connected"
+
+    def _hold(self, packet: RtpPacket, level: int | None, send_time: bytes) -> None:
+        """Keep a not yet connected subscriber's video from its latest key frame on."""
+        if vp8_starts_key_frame(packet.payload):
+            self._held = [(packet, level, send_time)]
+        elif self._held is not None:
+            self._held.append((packet, level, send_time))
+            if len(self._held) > MAX_HELD_PACKETS:
+                self._held = None  # it starts at the next key frame, asked for once connected
 
     async def stop(self) -> None:
         """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
