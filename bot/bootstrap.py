@@ -219,6 +219,7 @@ def build(settings: Settings, clock: Clock | None = None, out: TextIO | None = N
     service.events.subscribe(hub.on_event)
     pool.on_offer(hub.media.relay_offer)
     pool.on_lost(hub.media.relay_lost)
+    pool.on_peer_lost(hub.media.peer_lost)
     web_app = create_app(
         hub,
         settings.server.base_url,

@@ -100,9 +100,6 @@ class Presenter:
 
     # --- media -----------------------------------------------------------------------------
 
-    def media_restarted(self) -> None:
-        self.say("the media relay restarted; reconnecting media")
-
     def no_relay(self) -> None:
         self.say("no media relay is available; staying in the meeting without media")
 

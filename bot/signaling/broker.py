@@ -37,8 +37,6 @@ class MediaBroker:
         self._lost_early: weakref.WeakKeyDictionary[Connection, set[int]] = (
             weakref.WeakKeyDictionary()
         )
-        if relay is not None:
-            relay.on_peer_lost(self.peer_lost)
 
     # --- from the client -------------------------------------------------------------------
 
