@@ -211,9 +211,14 @@ class BenchCore:
         member = self.members[event["participant"]]
         await member.joined.wait()  # like the real core: the join's answer first
         async with member.negotiating:
-            reply = await member.generator.call(
-                "relay_offer", name=member.name, sdp=event["offer"]["sdp"]
-            )
+            try:
+                reply = await member.generator.call(
+                    "relay_offer", name=member.name, sdp=event["offer"]["sdp"]
+                )
+            except ConnectionError:
+                # The generator has exited: the session is closing, and the worker re-offers
+                # to those left as their peers' connections close.
+                return
         fields = {k: event[k] for k in ("room", "participant", "negotiation")}
         await link.request("answer", answer=control.sdp("answer", reply["answer"]), **fields)
 
