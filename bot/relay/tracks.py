@@ -109,10 +109,13 @@ class PublishedTrack:
             direct=True,
         )
 
-    def request_keyframe(self) -> None:
-        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt)."""
+    def request_keyframe(self, now_or_never: bool = False) -> None:
+        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt), or,
+        ``now_or_never``, now: the relay's own one request when a subscriber connects."""
         now = time.monotonic()
-        if self.kind != "video" or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        if self.kind != "video":
+            return
+        if not now_or_never and now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
             return
         if self.tap.media_ssrc is None:
             return  # nothing received yet: the first frame is a key frame anyway
@@ -192,7 +195,13 @@ class ForwardedTrack:
         held: list[tuple[RtpPacket, int | None, bytes]] = []
         if self._awaiting_keyframe:
             held, self._held = self._held or [], None
-            if not held and not vp8_starts_key_frame(packet.payload):
+            if held:
+                # The held key frame may be sealed under a key the subscriber never gets: one
+                # from before the publisher's ratchet for this join, or before a pending key's
+                # activation. A fresh one, asked for now, is not; the subscriber's decoder takes
+                # whichever it can decrypt first.
+                self.track.request_keyframe(now_or_never=True)
+            elif not vp8_starts_key_frame(packet.payload):
                 self.track.request_keyframe()
                 return False
             self._awaiting_keyframe = False
