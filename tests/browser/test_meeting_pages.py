@@ -153,14 +153,25 @@ REMOVE_FRAME_APIS = """
 delete globalThis.RTCRtpScriptTransform;
 delete RTCRtpSender.prototype.createEncodedStreams;
 """
+# WebCrypto as in a browser without X25519 (Chromium before 133, for one).
+REMOVE_X25519 = """
+const generateKey = SubtleCrypto.prototype.generateKey;
+SubtleCrypto.prototype.generateKey = function (algorithm, ...rest) {
+  if ((algorithm?.name ?? algorithm) === "X25519") {
+    return Promise.reject(new DOMException("Unrecognized name.", "NotSupportedError"));
+  }
+  return generateKey.call(this, algorithm, ...rest);
+};
+"""
 
 
+@pytest.mark.parametrize("missing", [REMOVE_FRAME_APIS, REMOVE_X25519], ids=["frames", "x25519"])
 async def test_a_browser_that_cannot_encrypt_frames_is_refused(
-    browser: Browser, server: Running
+    missing: str, browser: Browser, server: Running
 ) -> None:
     meeting = await make_meeting(server, "ana")
     link = meeting.invites["ana"].link.reveal()
-    async with open_tab(browser, server.base_url, "ana", link, REMOVE_FRAME_APIS) as tab:
+    async with open_tab(browser, server.base_url, "ana", link, missing) as tab:
         title, sentence = await page_says(tab)
         assert title == "This browser cannot join an encrypted meeting"
         for browser_name in ("Chrome", "Edge", "Firefox", "Safari"):

@@ -8,6 +8,7 @@
 //    invited name; keys are announced at once (the others' security codes must not wait on
 //    this one), and media is published when the person presses Join.
 
+import { MeetingKeys } from "../e2ee/keys.js";
 import { FrameWorker, transformMode } from "./frames.js";
 import { LocalMedia } from "./devices.js";
 import { TabMemory, roomFromPath, takeInvite } from "./invite.js";
@@ -24,13 +25,13 @@ import { Toolbar } from "./ui/toolbar.js";
 const TICK_MS = 500;
 const invite = takeInvite(window.location, window.history);
 
-async function canSignAndAgree() {
+// This tab's meeting keys (X25519 and Ed25519), made first: a browser whose WebCrypto cannot
+// make them cannot take part, and one that can has them ready before the welcome comes.
+async function makeMeetingKeys() {
   try {
-    await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
-    await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
-    return true;
+    return await MeetingKeys.generateStorable();
   } catch {
-    return false;
+    return null;
   }
 }
 
@@ -197,7 +198,8 @@ async function main() {
     showPage(TITLES.unsupported, SENTENCES.insecure);
     return;
   }
-  if (transformMode() === null || !(await canSignAndAgree())) {
+  const newKeys = transformMode() === null ? null : await makeMeetingKeys();
+  if (newKeys === null) {
     showPage(TITLES.unsupported, SENTENCES.unsupported);
     return;
   }
@@ -212,6 +214,7 @@ async function main() {
   const session = new MeetingSession({
     roomId,
     invite,
+    newKeys,
     memory,
     url: websocketUrl(window.location),
     frames,

@@ -16,8 +16,9 @@ const KEY_TIMING = Object.freeze({ activationDelay: 1.0, gracePeriod: 10.0 });
 export class MeetingSession {
   // `invite`: the link's credential, or null when resuming from `memory` (a TabMemory);
   // `frames`: the FrameWorker; `local`: the LocalMedia; `ui`: what tells the person;
-  // `iceServers`: STUN/TURN servers of the page's own, after those each welcome gives.
-  constructor({ roomId, invite, memory, url, frames, local, ui, iceServers = [] }) {
+  // `iceServers`: STUN/TURN servers of the page's own, after those each welcome gives;
+  // `newKeys`: MeetingKeys.generateStorable()'s result if the page made it already.
+  constructor({ roomId, invite, memory, url, frames, local, ui, iceServers = [], newKeys = null }) {
     Object.assign(this, { roomId, memory, frames, local, ui });
     this._invite = invite;
     this._url = url;
@@ -39,7 +40,7 @@ export class MeetingSession {
     // This tab's meeting keys are made while the page loads and the hub is asked, not after
     // the welcome: they do not depend on it, and they are the first thing joining waits for.
     // Kept only once admitted (`_startMeeting`); a refused link leaves nothing behind.
-    this._newKeys = MeetingKeys.generateStorable();
+    this._newKeys = newKeys !== null ? Promise.resolve(newKeys) : MeetingKeys.generateStorable();
     this._newKeys.catch(() => {}); // a failure shows when _startMeeting awaits it
     // One handler per message the hub may send (schema.js TO_CLIENT).
     this.handlers = {
