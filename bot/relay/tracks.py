@@ -173,6 +173,9 @@ class ForwardedTrack:
         self._held: list[tuple[RtpPacket, int | None, bytes]] | None = None
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
         internals.on_keyframe_request(transceiver.sender, track.request_keyframe)
+        # The relay only sends on this line: its receiver's bandwidth estimator would be most
+        # of the objects each full garbage collection walks (and pauses forwarding for).
+        internals.drop_estimator(transceiver.receiver)
         # The key frame the subscriber starts with is asked for now, while its transport is
         # still connecting, and held until it connects: its first frame is then on screen as
         # soon as it can be, not a publisher's round trip and an encode after.

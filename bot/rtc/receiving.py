@@ -57,6 +57,7 @@ class ReceiverTap:
             uplink = UplinkFeedback(ssrcs=ssrcs or ())
         self.uplink = uplink
         tables = internals.take_rtp(receiver, self._handle_rtp)
+        internals.drop_estimator(receiver)  # aiortc's own; the uplink's measures instead
         if direct and ssrcs is not None:
             # Straight from the socket, in its callback; on_packet must then not await.
             internals.take_srtp(receiver, list(ssrcs), self._handle_now)

@@ -191,6 +191,34 @@ async def test_encoded_track_and_receive_transform(pair: Callable[..., Any]) -> 
         await eventually(lambda: bool(keyframe_requests), "a dropped frame caused a PLI")
 
 
+async def test_drop_estimator_frees_a_video_receivers_rate_counter(
+    pair: Callable[..., Any],
+) -> None:
+    """RTCRtpReceiver.__remote_bitrate_estimator holds about 1,000 objects for the garbage
+    collector to walk. Dropped, aiortc's own receive path (which checks it for None, as it is
+    for audio) goes on: every frame still reaches the decoder queue, in order."""
+    seen: list[bytes] = []
+
+    def transform(data: bytes) -> bytes | None:
+        seen.append(data)
+        return None  # not decodable VP8: only that the frames get here matters
+
+    def on_receiver(receiver: RTCRtpReceiver) -> None:
+        estimator = getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", None)
+        assert estimator is not None, "RTCRtpReceiver.__remote_bitrate_estimator is gone"
+        internals.drop_estimator(receiver)
+        assert getattr(receiver, "_RTCRtpReceiver__remote_bitrate_estimator", 0) is None
+        internals.install_receive_transform(receiver, "video", transform)
+
+    track = EncodedTrack("video")
+    p = await pair(track, on_receiver)
+    sent: list[bytes] = []
+    async with pumping(track, sent):
+        await eventually(lambda: len(seen) >= 20, "20 frames through aiortc's receive path")
+    assert seen == sent[: len(seen)], "frames lost or reordered without the estimator"
+    assert p.b.connectionState == "connected"
+
+
 async def test_on_keyframe_request_replaces_send_keyframe(pair: Callable[..., Any]) -> None:
     track = EncodedTrack("video")
     p = await pair(track)

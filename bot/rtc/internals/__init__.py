@@ -12,8 +12,8 @@ the same checks at worker start-up, so a mismatched install fails with a sentenc
 
 Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
 (``_RTCRtpSender__x``): that is what they are called on the instance. The ICE hooks (host
-addresses and ports) are in ``ice``, the relay's per-packet path in ``fastpath``; the rest is
-here.
+addresses and ports) are in ``ice``, the relay's per-packet path in ``fastpath`` and the
+inbound guard's in ``guard``; the rest is here.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import aiortc
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, rtp
+from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, rtp
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
 from bot.errors import ConclaveError
-from bot.rtc.inbound import InboundGuard
 from bot.rtc.internals import fastpath, ice
 from bot.rtc.internals.fastpath import FastForward as FastForward
 from bot.rtc.internals.fastpath import prime_history as prime_history
 from bot.rtc.internals.fastpath import take_srtp as take_srtp
+from bot.rtc.internals.guard import guard_inbound as guard_inbound
 from bot.rtc.internals.ice import PortsExhausted as PortsExhausted
 from bot.rtc.internals.ice import bind_ports as bind_ports
 from bot.rtc.internals.ice import restrict_host_addresses as restrict_host_addresses
@@ -68,6 +68,7 @@ _RECEIVER_ATTRS: Final = (
     "_RTCRtpReceiver__remote_streams",
     "_RTCRtpReceiver__decoder_queue",
     "_RTCRtpReceiver__decoder_error",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
 )
 _DTLS_TRANSPORT_ATTRS: Final = (
     "_send_rtp",
@@ -219,6 +220,15 @@ def take_rtp(
     )
 
 
+def drop_estimator(receiver: RTCRtpReceiver) -> None:
+    """Free the bandwidth estimator of a receiver whose RTP aiortc does not handle (``take_rtp``)
+    or that receives none (a send-only line): aiortc gives every video receiver one
+    (``__remote_bitrate_estimator``, checked for None before use, as audio's is None), with a
+    1,000-bucket rate counter: 1,000 objects that each full garbage collection walks, most of
+    what a relay's connection holds."""
+    _private(receiver)._RTCRtpReceiver__remote_bitrate_estimator = None
+
+
 def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int, int], None]) -> None:
     """Pass each RTCP sender report on as (SSRC, NTP time, RTP time), once the stock
     ``_handle_rtcp_packet`` has noted it (for the LSR and DLSR of receiver reports)."""
@@ -290,63 +300,6 @@ def install_receive_transform(
                 decode_error.set()
 
     frames.get = get
-
-
-# --- inbound ICE and SRTP -------------------------------------------------------------------
-
-
-def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
-    """Put ``guard`` in front of the ICE checks and inbound SRTP of every transport ``pc`` has.
-
-    Call it after each description that may add a transport, before the connection can start:
-    once DTLS is up the transport makes its libsrtp session in ``_setup_srtp``, then decrypts
-    with ``_rx_srtp`` and decodes with ``_rtp_header_extensions_map.get``; the ICE connection
-    (``RTCIceTransport._connection``) takes each authentic check in ``check_incoming``. All are
-    looked up on the instance, so wrapping them there takes effect for this transport only.
-    """
-    for transceiver in pc.getTransceivers():
-        transport = _private(transceiver.receiver.transport)
-        if any(t is transport for t in guard.transports):
-            continue
-        guard.transports.append(transport)
-        connection = transport.transport._connection
-        connection.check_incoming = _capped_checks(connection, guard)
-        extensions = transport._rtp_header_extensions_map
-        extensions.get = guard.checked_extensions(extensions.get)
-        if transport._rx_srtp is not None:
-            _swap_in(transport, guard)
-        else:
-            transport._setup_srtp = _then_swap_in(transport, guard)
-
-
-def _capped_checks(connection: Any, guard: InboundGuard) -> Callable[[Any, Any, Any], None]:
-    stock_check = connection.check_incoming
-
-    def check_incoming(message: Any, addr: tuple[str, int], protocol: Any) -> None:
-        known = connection._remote_candidates
-        if len(known) >= guard.remote_candidates and not any(
-            getattr(c, "_network_host", c.host) == addr[0] and c.port == addr[1] for c in known
-        ):
-            guard.ice_refused += 1
-            return
-        stock_check(message, addr, protocol)
-
-    return check_incoming
-
-
-def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
-    stock_setup = transport._setup_srtp
-
-    def setup() -> None:
-        stock_setup()
-        _swap_in(transport, guard)
-
-    return setup
-
-
-def _swap_in(transport: Any, guard: InboundGuard) -> None:
-    guard.session = transport._rx_srtp
-    transport._rx_srtp = guard
 
 
 # --- start-up check -------------------------------------------------------------------------
