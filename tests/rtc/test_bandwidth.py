@@ -3,12 +3,15 @@ the test chooses: aiortc's real estimator measures them, nothing is mocked."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from itertools import pairwise
+from typing import Any
 
+from aiortc.rate import RateCounter, RemoteBitrateEstimator
 from aiortc.rtp import RtpPacket
 
-from bot.rtc.bandwidth import MAX_PUBLISH_BITRATE, REPEAT_MS, UplinkFeedback
+from bot.rtc.bandwidth import MAX_PUBLISH_BITRATE, REPEAT_MS, CompactRateCounter, UplinkFeedback
 
 SSRC = 0x1234
 PAYLOAD = bytes(1000)  # 100 packets a second of these: 800 kbit/s
@@ -143,3 +146,39 @@ def test_a_see_sawing_publisher_gets_at_most_five_rembs_a_second() -> None:
     assert len(said) <= 10 * 5 + 1, len(said)
     assert all(b - a >= 200 for (a, _), (b, _) in pairwise(said))
     assert all(0 < value <= MAX_PUBLISH_BITRATE for _, value in said)
+
+
+def test_the_compact_rate_counter_counts_as_aiortcs() -> None:
+    """CompactRateCounter gives aiortc's RateCounter's rates, call for call, through bursts,
+    quiet spells shorter and longer than the window, and resets; and an estimator using it
+    says what aiortc's own says."""
+    rng = random.Random(13)
+    stock, compact = RateCounter(1000, 8000), CompactRateCounter(1000, 8000)
+    now = 5_000
+    for _ in range(20_000):
+        now += rng.choice([0, 0, 1, 1, 2, 3, 7, 50, 400, 999, 1000, 1001, 5000])
+        if rng.random() < 0.001:
+            stock.reset()
+            compact.reset()
+        elif rng.random() < 0.3:
+            assert compact.rate(now) == stock.rate(now), now
+        else:
+            size = rng.randrange(1, 1300)
+            stock.add(size, now)
+            compact.add(size, now)
+    assert compact.rate(now) == stock.rate(now)
+
+    def said(estimator: RemoteBitrateEstimator) -> list[Any]:
+        """What the estimator reports for 20 s of packets, a queue building after the 8th."""
+        results = []
+        for packet, arrival in packets(20, delay=lambda n: 0.3 * max(0, n - 800)):
+            assert packet.extensions.abs_send_time is not None
+            size = len(packet.payload)
+            results.append(estimator.add(arrival, packet.extensions.abs_send_time, size, SSRC))
+        return results
+
+    ours = RemoteBitrateEstimator()
+    ours.incoming_bitrate = CompactRateCounter(1000, 8000)
+    found = said(ours)
+    assert found == said(RemoteBitrateEstimator())
+    assert any(f is not None for f in found), "the estimator never reported"
