@@ -9,7 +9,8 @@ same at the baseline are used: ``run_worker`` and ``RelaySettings``. The per-par
 limit is raised out of the way (the fan-out case's one publisher sends far more than a camera).
 
 With ``BENCH_WORKER_GC=1`` in its environment the worker prints, when it exits, how long its
-garbage collections paused it, per generation: a pause holds every packet in the queues.
+garbage collections paused it, per generation (a pause holds every packet in the queues), and
+the kinds of object the collector tracks most of.
 Two more settings are for measuring what they would be worth in the worker, not what it does:
 ``BENCH_WORKER_GC_FREEZE`` (``1``: ``gc.freeze()`` once everything is imported, so full
 collections skip the start-up objects; a number: that too, and that generation-0 threshold)
@@ -26,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +50,17 @@ def report_gc_pauses() -> None:
             pauses.setdefault(info["generation"], []).append(elapsed)
 
     def report() -> None:
+        tracked = gc.get_objects()
         for generation, times in sorted(pauses.items()):
             print(
                 f"worker {os.getpid()} GC generation {generation}: {len(times)} collections, "
                 f"longest {max(times):.1f} ms, {sum(times):.0f} ms in all "
-                f"({len(gc.get_objects())} objects tracked at exit)",
+                f"({len(tracked)} objects tracked at exit)",
                 file=sys.stderr,
             )
+        # What a full collection walks: the kinds of object there are most of.
+        kinds = Counter(type(o).__qualname__ for o in tracked).most_common(6)
+        print(f"worker {os.getpid()} most tracked: {kinds}", file=sys.stderr)
 
     gc.callbacks.append(timed)
     atexit.register(report)
