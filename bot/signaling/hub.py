@@ -53,6 +53,7 @@ from bot.signaling.messages import SESSION, to_client
 from bot.signaling.outbox import Outbox
 from bot.signaling.relay_port import MediaRelay
 from bot.signaling.room import Arrival, Connection, LiveRoom, member
+from bot.signaling.untie import clear_failure, drop_heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +154,16 @@ class Hub:
             self.metrics.refused("too_many_unauthenticated")
             raise
         finally:
+            # Untied from aiohttp's reference cycles, a finished connection is freed at once
+            # rather than at the next full garbage collection (``untie.py``).
+            drop_heartbeat(request)
             if conn is not None:
                 await self._leave(conn)
             if outbox is not None:
                 await outbox.finish()
                 if (closed := outbox.close_reason) is not None and closed[0] in _REFUSED:
                     self.metrics.refused(closed[1].decode(errors="replace"))
+            clear_failure(ws)
         return ws
 
     async def on_event(self, event: Event) -> None:

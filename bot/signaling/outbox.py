@@ -137,7 +137,12 @@ class Outbox:
 
     async def _within_timeout(self, step: Awaitable[object], why: str) -> bool:
         try:
-            await asyncio.wait_for(step, self._timeout)
+            # Not wait_for: on Python 3.11 it runs the step as a task of its own, and a failed
+            # step's exception then holds that task in a reference cycle (traceback, wait_for's
+            # frame, the task, its exception) and with it the whole connection, until the next
+            # full garbage collection.
+            async with asyncio.timeout(self._timeout):
+                await step
         except TimeoutError:
             self._cut(why)
             return False
