@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiortc.exceptions import InvalidStateError
 
 from bot.client.keyring import Keyring
 from bot.client.media import MediaSession
@@ -241,15 +242,18 @@ class ClientSession:
             self.keyring.on_key(message["from"], message["payload"])
 
     async def _on_answer(self, message: dict[str, Any]) -> None:
-        if self.media is not None:
-            with _usable_description():
-                await self.media.accept_answer(message["answer"])
+        media = self.media
+        if media is not None:
+            with _usable_description(), _unless_replaced(self, media):
+                await media.accept_answer(message["answer"])
             self._publish_attempts = 0
 
     async def _on_offer(self, message: dict[str, Any]) -> None:
-        if self.media is not None:
-            with _usable_description():
-                answer = await self.media.answer_offer(message["offer"])
+        media = self.media
+        if media is None:
+            return
+        with _usable_description(), _unless_replaced(self, media):
+            answer = await media.answer_offer(message["offer"])
             await self.send("answer", negotiation=message["negotiation"], answer=answer)
 
     async def _on_media_lost(self, message: dict[str, Any]) -> None:
@@ -354,6 +358,20 @@ class ClientSession:
         if self.media is not None:
             media, self.media = self.media, None
             await media.close()
+
+
+@contextlib.contextmanager
+def _unless_replaced(session: ClientSession, media: MediaSession) -> Iterator[None]:
+    """A description for a peer connection that was closed meanwhile (``media_lost``, or a
+    publish retry, closed it while it was being applied) is for nobody: dropped, not a crash.
+    Out of turn for the connection still in use, it is the server's fault."""
+    try:
+        yield
+    except InvalidStateError as exc:
+        if session.media is media:
+            raise ProtocolError(
+                f"The server sent a session description out of turn ({exc})."
+            ) from None
 
 
 @contextlib.contextmanager
