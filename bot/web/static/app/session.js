@@ -177,16 +177,36 @@ export class MeetingSession {
 
   async _onAnswer(message) {
     performance.mark("conclave:answer-received");
-    await this.media?.acceptAnswer(message.answer);
-    this._publishAttempts = 0;
+    const media = this.media;
+    if (media === null) return;
+    if ((await this._applied(media, () => media.acceptAnswer(message.answer))) !== null) {
+      this._publishAttempts = 0;
+    }
   }
 
   async _onOffer(message) {
-    if (this.media === null) return;
+    const media = this.media;
+    if (media === null) return;
     performance.mark("conclave:relay-offer");
-    const answer = await this.media.answerOffer(message.offer);
-    this.send("answer", { negotiation: message.negotiation, answer });
+    const applied = await this._applied(media, () => media.answerOffer(message.offer));
+    if (applied === null) return;
+    this.send("answer", { negotiation: message.negotiation, answer: applied.value });
     performance.mark("conclave:relay-answered");
+  }
+
+  // Applies a relay description to `media`: {value} once it took, else null. One for a peer
+  // connection closed meanwhile (media lost, a publish retry) is for nobody and dropped; one
+  // the connection in use cannot take is the server's fault, and ends the meeting saying so.
+  async _applied(media, apply) {
+    try {
+      return { value: await apply() };
+    } catch (error) {
+      if (this.media === media) {
+        const why = `(${error.message})`;
+        this._end("protocol", `The server sent a session description out of turn ${why}.`);
+      }
+      return null;
+    }
   }
 
   async _onMediaLost() {
@@ -269,7 +289,8 @@ export class MeetingSession {
     if (this.joined || this.ended !== null) return;
     const media = this._newMedia();
     const offer = media.offer(this.local.tracks());
-    offer.then(() => performance.mark("conclave:offer-ready")).catch(() => {}); // a failure shows when publish awaits it
+    // A failure shows when publish awaits it.
+    offer.then(() => performance.mark("conclave:offer-ready")).catch(() => {});
     this._prepared = { media, offer };
   }
 
