@@ -29,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from aiortc.rate import RateCounter, RemoteBitrateEstimator
 from aiortc.rtp import RtpPacket
+
+from bot.rtc import internals
 
 # The relay's ceiling per publisher, in bit/s: above what VP8 needs for 720p conversation
 # video, and what bot.relay.sfu's packet-rate cap is sized for.
@@ -43,66 +44,6 @@ MIN_GAP_MS: Final = 200
 DECREASE_NOW: Final = 0.97
 
 
-class CompactRateCounter(RateCounter):
-    """aiortc's ``RateCounter`` (what arrived in the last ``window_size`` ms, in 1 ms buckets),
-    same figures, its buckets two lists of ints instead of an object each: the estimator's
-    1,000 of them were a garbage collector's walk per publisher, on every full collection. It
-    also clears a window that has wholly passed at once, not one millisecond at a time."""
-
-    def __init__(self, window_size: int, scale: int = 8000) -> None:
-        self._counts: list[int] = []
-        self._values: list[int] = []
-        self._count = 0
-        self._value = 0
-        super().__init__(window_size, scale)
-
-    def add(self, value: int, now_ms: int) -> None:
-        if self._origin_ms is None:
-            self._origin_ms = now_ms
-        else:
-            self._erase_old(now_ms)
-        index = (self._origin_index + now_ms - self._origin_ms) % self._window_size
-        self._counts[index] += 1
-        self._values[index] += value
-        self._count += 1
-        self._value += value
-
-    def rate(self, now_ms: int) -> int | None:
-        if self._origin_ms is not None:
-            self._erase_old(now_ms)
-            active_window_size = now_ms - self._origin_ms + 1
-            if self._count > 0 and active_window_size > 1:
-                return round(self._scale * self._value / active_window_size)
-        return None
-
-    def reset(self) -> None:
-        self._counts = [0] * self._window_size
-        self._values = [0] * self._window_size
-        self._count = self._value = 0
-        self._origin_index = 0
-        self._origin_ms = None
-
-    def _erase_old(self, now_ms: int) -> None:
-        assert self._origin_ms is not None
-        steps = now_ms - self._window_size + 1 - self._origin_ms
-        if steps <= 0:
-            return
-        size = self._window_size
-        if steps >= size:
-            self._counts = [0] * size
-            self._values = [0] * size
-            self._count = self._value = 0
-        else:
-            counts, values, index = self._counts, self._values, self._origin_index
-            for _ in range(steps):
-                self._count -= counts[index]
-                self._value -= values[index]
-                counts[index] = values[index] = 0
-                index = (index + 1) % size
-        self._origin_index = (self._origin_index + steps) % size
-        self._origin_ms += steps
-
-
 class UplinkFeedback:
     """The REMB one publisher should get, and when to send it."""
 
@@ -110,8 +51,7 @@ class UplinkFeedback:
         self.ceiling = ceiling
         self.estimate: int | None = None  # the estimator's, once it has one
         self.last_sent: int | None = None  # the value of the last REMB
-        self._estimator = RemoteBitrateEstimator()
-        self._estimator.incoming_bitrate = CompactRateCounter(1000, 8000)  # as aiortc's
+        self._estimator = internals.lean_estimator()
         self._ssrcs: dict[int, None] = dict.fromkeys(ssrcs)
         self._last_sent_ms = 0  # when the last REMB went; meaningful once ``last_sent`` is set
 

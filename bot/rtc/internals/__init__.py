@@ -12,8 +12,9 @@ the same checks at worker start-up, so a mismatched install fails with a sentenc
 
 Name-mangled attributes (``__x`` inside ``RTCRtpSender``) are spelt out in full
 (``_RTCRtpSender__x``): that is what they are called on the instance. The ICE hooks (host
-addresses and ports) are in ``ice``, the relay's per-packet path in ``fastpath`` and the
-inbound guard's in ``guard``; the rest is here.
+addresses and ports) are in ``ice``, the relay's per-packet path in ``fastpath``, the
+inbound guard's in ``guard`` and a leaner bandwidth estimator in ``estimator``; the rest is
+here.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
 from bot.errors import ConclaveError
-from bot.rtc.internals import fastpath, ice
+from bot.rtc.internals import estimator, fastpath, ice
+from bot.rtc.internals.estimator import lean_estimator as lean_estimator
 from bot.rtc.internals.fastpath import FastForward as FastForward
 from bot.rtc.internals.fastpath import prime_history as prime_history
 from bot.rtc.internals.fastpath import take_srtp as take_srtp
@@ -312,7 +314,7 @@ def check_internals() -> None:
     missing: list[str] = []
     if aiortc.__version__ != AIORTC_VERSION:
         missing.append(f"version {AIORTC_VERSION}")
-    missing += ice.missing()
+    missing += ice.missing() + estimator.missing()
     # A sender and receiver on an unstarted transport, to look at their attributes.
     transport = RTCDtlsTransport(
         RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()]
