@@ -233,8 +233,9 @@ class Relay:
         internals.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
         prefer_codec(transceiver)
         internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
-        # The ForwardedTrack asks for the subscriber's first key frame now and holds it until
-        # the subscriber's answer and DTLS are done.
+        # No key frame is asked for yet: the subscriber could not receive it before its answer
+        # and DTLS are done, and asking now would hold the request that matters back by the
+        # publisher's throttle (ForwardedTrack.forward asks once the subscriber can receive).
         track.forwards.append(ForwardedTrack(track, subscriber, transceiver))
 
     async def leave(self, room: str, participant: str) -> None:

@@ -26,9 +26,6 @@ if TYPE_CHECKING:
     from bot.relay.sfu import Peer
 
 KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
-# A new subscriber's video held until its transport connects: a key frame and what follows it,
-# about a second of a 720p camera. More, and the subscriber waits for the next key frame.
-MAX_HELD_PACKETS: Final = 128
 
 
 def vp8_starts_key_frame(payload: bytes) -> bool:
@@ -109,13 +106,10 @@ class PublishedTrack:
             direct=True,
         )
 
-    def request_keyframe(self, now_or_never: bool = False) -> None:
-        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt), or,
-        ``now_or_never``, now: the relay's own one request when a subscriber connects."""
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt)."""
         now = time.monotonic()
-        if self.kind != "video":
-            return
-        if not now_or_never and now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
+        if self.kind != "video" or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
             return
         if self.tap.media_ssrc is None:
             return  # nothing received yet: the first frame is a key frame anyway
@@ -169,17 +163,11 @@ class ForwardedTrack:
         self._sequence_offset = 0
         self._fast: internals.FastForward | None = None  # once started, at a key frame for video
         self._awaiting_keyframe = track.kind == "video"
-        # Video that came before the subscriber could receive it, from a key frame on.
-        self._held: list[tuple[RtpPacket, int | None, bytes]] | None = None
         # A subscriber's PLI/FIR goes upstream, throttled per publisher track.
         internals.on_keyframe_request(transceiver.sender, track.request_keyframe)
         # The relay only sends on this line: its receiver's bandwidth estimator would be most
         # of the objects each full garbage collection walks (and pauses forwarding for).
         internals.drop_estimator(transceiver.receiver)
-        # The key frame the subscriber starts with is asked for now, while its transport is
-        # still connecting, and held until it connects: its first frame is then on screen as
-        # soon as it can be, not a publisher's round trip and an encode after.
-        track.request_keyframe()
 
     def forward(
         self, packet: RtpPacket, level: int | None, send_time: bytes, now: int, report_time: int
@@ -190,53 +178,23 @@ class ForwardedTrack:
         if fast is not None:
             sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
             return fast.forward(packet, sequence_number, level, send_time, now, report_time)
-        if self._awaiting_keyframe and not self._connected():
-            self._hold(packet, level, send_time)
-            return False
         if not (self._tap.is_ready or self._tap.ready()):
             return False  # not negotiated yet
-        held: list[tuple[RtpPacket, int | None, bytes]] = []
         if self._awaiting_keyframe:
-            held, self._held = self._held or [], None
-            if held:
-                # The held key frame may be sealed under a key the subscriber never gets: one
-                # from before the publisher's ratchet for this join, or before a pending key's
-                # activation. A fresh one, asked for now, is not; the subscriber's decoder takes
-                # whichever it can decrypt first.
-                self.track.request_keyframe(now_or_never=True)
-            elif not vp8_starts_key_frame(packet.payload):
+            if self.transceiver.sender.transport.state != "connected":
+                return False  # a key frame sent now would be lost; the next is 300 ms away
+            if not vp8_starts_key_frame(packet.payload):
                 self.track.request_keyframe()
                 return False
             self._awaiting_keyframe = False
-        first = held[0][0] if held else packet
         # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
         # security value: SRTP does not rely on unpredictable sequence numbers.
         start = random.randrange(32768)  # noqa: S311
-        self._sequence_offset = (start - first.sequence_number) & 0xFFFF
+        self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
         fast = self._fast = self._tap.fast
         assert fast is not None  # made when the tap became ready
-        for earlier, earlier_level, earlier_send_time in held:
-            sequence_number = (earlier.sequence_number + self._sequence_offset) & 0xFFFF
-            if fast.forward(
-                earlier, sequence_number, earlier_level, earlier_send_time, now, report_time
-            ):
-                self._counters.forwarded_packets += 1
-                self._counters.forwarded_bytes += len(earlier.payload)
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         return fast.forward(packet, sequence_number, level, send_time, now, report_time)
-
-    def _connected(self) -> bool:
-        transport = self.transceiver.sender.transport
-        return transport is not None and transport.state == "connected"
-
-    def _hold(self, packet: RtpPacket, level: int | None, send_time: bytes) -> None:
-        """Keep a not yet connected subscriber's video from its latest key frame on."""
-        if vp8_starts_key_frame(packet.payload):
-            self._held = [(packet, level, send_time)]
-        elif self._held is not None:
-            self._held.append((packet, level, send_time))
-            if len(self._held) > MAX_HELD_PACKETS:
-                self._held = None  # it starts at the next key frame, asked for once connected
 
     async def stop(self) -> None:
         """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
