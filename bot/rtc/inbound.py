@@ -39,7 +39,8 @@ class InboundGuard:
     Every other packet spends a token of a bucket that refills at ``rate`` packets per second up
     to ``rate``; without one it is dropped and counted in ``over_rate``. ``passed`` counts the
     packets handed to libsrtp. Authentic RTP whose header extensions do not decode is dropped
-    after decryption and counted in ``malformed`` (``checked_extensions``).
+    after decryption and counted in ``malformed`` (``checked_extensions``), as are empty
+    datagrams, which aiortc's transport does not survive (``internals.guard``).
 
     Before DTLS, ICE: aioice learns a peer-reflexive candidate, with a candidate pair and its
     connectivity checks, for each new source address of an authentic check. Once the connection

@@ -177,6 +177,14 @@ async def test_take_srtp_reads_media_off_the_socket_after_what_aiortc_holds(
     # With the queue empty again, a datagram is handled as it is read.
     nominated.protocol.datagram_received(srtp(1012), nominated.remote_addr)
     assert [seq for seq, _, _ in got[12:]] == [1012]
+    # What a hostile peer may send instead raises nothing in the socket's callback and reaches
+    # no one: a bare header, and the tap's SSRC with a forged tag. (An empty datagram goes on to
+    # aiortc, which the relay's InboundGuard protects from it: test_internals.)
+    forged = bytearray(srtp(1013))
+    forged[-1] ^= 0xFF
+    for hostile in (srtp(1014)[:12], bytes(forged)):
+        nominated.protocol.datagram_received(hostile, nominated.remote_addr)
+    assert len(got) == 13
 
     # Sender reports still reach the receiver (its RTCP task answers them in its reports).
     receiver: Any = p.b.getTransceivers()[0].receiver

@@ -407,6 +407,45 @@ async def test_inbound_guard_stands_in_for_rx_srtp(pair: Callable[..., Any]) -> 
         assert g.passed > 0 and g.over_rate == 0
 
 
+async def test_inbound_guard_drops_the_empty_datagram_that_ends_a_connection(
+    pair: Callable[..., Any],
+) -> None:
+    """aioice's Connection.data_received (per instance) queues every datagram that is not STUN,
+    from any address, for aiortc's DTLS transport, whose receive task reads its first byte. A
+    stranger's empty UDP datagram ends the unguarded side's transport; the guarded side drops
+    and counts it, and its media goes on."""
+    guards: list[InboundGuard] = []
+
+    def guard(p: Pair) -> None:
+        sender = p.sending.sender
+        g = InboundGuard([sender._ssrc, sender._rtx_ssrc], [], lambda: 2, 1000, 8)
+        internals.guard_inbound(p.b, g)
+        guards.append(g)
+
+    def local_address(pc: RTCPeerConnection) -> tuple[str, int]:
+        transport: Any = pc.getTransceivers()[0].receiver.transport
+        udp = transport.transport._connection._nominated[1].protocol.transport
+        return tuple(udp.get_extra_info("sockname")[:2])
+
+    track = EncodedTrack("video")
+    p = await pair(track, before_answer=guard)
+    async with pumping(track):
+        await eventually(lambda: bool(p.receiving), "the track arrived")
+        streams = p.receiving[0]._RTCRtpReceiver__remote_streams
+        ssrc = p.sending.sender._ssrc
+        await eventually(lambda: ssrc in streams, "media flows")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+            stranger.sendto(b"", local_address(p.b))
+            await eventually(lambda: guards[0].malformed == 1, "the guard dropped it")
+            before = streams[ssrc].packets_received
+            await eventually(lambda: streams[ssrc].packets_received > before + 20, "media goes on")
+            assert p.b.connectionState == "connected"
+            # The sending side has no guard: the same datagram ends its transport.
+            stranger.sendto(b"", local_address(p.a))
+            sending: Any = p.sending.sender.transport
+            await eventually(lambda: sending.state == "closed", "the unguarded side survived")
+
+
 def sdp_value(sdp: str, attribute: str) -> str:
     return next(x.split(":", 1)[1] for x in sdp.splitlines() if x.startswith(f"a={attribute}:"))
 

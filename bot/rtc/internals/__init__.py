@@ -330,8 +330,9 @@ def check_internals() -> None:
     if not hasattr(getattr(receiver, "_RTCRtpReceiver__decoder_queue", None), "get"):
         missing.append("RTCRtpReceiver.__decoder_queue.get")
     connection = getattr(sender.transport.transport, "_connection", None)
-    if not callable(getattr(connection, "check_incoming", None)):
-        missing.append("RTCIceTransport._connection.check_incoming")
+    for name in ("check_incoming", "data_received"):
+        if not callable(getattr(connection, name, None)):
+            missing.append(f"RTCIceTransport._connection.{name}")
     if not isinstance(getattr(connection, "_remote_candidates", None), list):
         missing.append("aioice Connection._remote_candidates")
     missing += fastpath.missing(sender, connection)

@@ -1,7 +1,7 @@
 """The hooks that put an ``InboundGuard`` in front of a peer connection's ICE checks and
-inbound SRTP: aioice's ``Connection.check_incoming`` and aiortc's ``RTCDtlsTransport``
-``_setup_srtp``, ``_rx_srtp`` and ``_rtp_header_extensions_map.get``, each looked up on the
-instance (``check_internals`` checks that they are there)."""
+inbound datagrams: aioice's ``Connection.check_incoming`` and ``data_received`` and aiortc's
+``RTCDtlsTransport`` ``_setup_srtp``, ``_rx_srtp`` and ``_rtp_header_extensions_map.get``,
+each looked up on the instance (``check_internals`` checks that they are there)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
     Call it after each description that may add a transport, before the connection can start:
     once DTLS is up the transport makes its libsrtp session in ``_setup_srtp``, then decrypts
     with ``_rx_srtp`` and decodes with ``_rtp_header_extensions_map.get``; the ICE connection
-    (``RTCIceTransport._connection``) takes each authentic check in ``check_incoming``. All are
-    looked up on the instance, so wrapping them there takes effect for this transport only.
+    (``RTCIceTransport._connection``) takes each authentic check in ``check_incoming`` and
+    queues every other datagram, from whatever address, in ``data_received``. All are looked
+    up on the instance, so wrapping them there takes effect for this transport only.
     """
     for transceiver in pc.getTransceivers():
         transport: Any = transceiver.receiver.transport
@@ -29,6 +30,7 @@ def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
         guard.transports.append(transport)
         connection = transport.transport._connection
         connection.check_incoming = _capped_checks(connection, guard)
+        connection.data_received = _non_empty(connection.data_received, guard)
         extensions = transport._rtp_header_extensions_map
         extensions.get = guard.checked_extensions(extensions.get)
         if transport._rx_srtp is not None:
@@ -50,6 +52,20 @@ def _capped_checks(connection: Any, guard: InboundGuard) -> Callable[[Any, Any, 
         stock_check(message, addr, protocol)
 
     return check_incoming
+
+
+def _non_empty(stock: Callable[[bytes, int], None], guard: InboundGuard) -> Any:
+    """aiortc's DTLS transport reads the first byte of every datagram aioice queues: an empty
+    one raises IndexError in its receive task, which then closes the transport. Anyone who can
+    reach the port could end a participant's media with one empty UDP datagram."""
+
+    def data_received(data: bytes, component: int) -> None:
+        if data:
+            stock(data, component)
+        else:
+            guard.malformed += 1
+
+    return data_received
 
 
 def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
