@@ -20,16 +20,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aiortc import RTCSessionDescription
+from aiortc import RTCRtpReceiver, RTCSessionDescription
 from aiortc.contrib.media import MediaBlackhole
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.client.keyring import Keyring
-from bot.client.received import ReceivedTrack, Roster
+from bot.client.received import ReceivedTrack, Roster, forwarded_track_ids
 from bot.client.recorder import TrackRecorder
 from bot.client.tracks import AudioSource, VideoSource
 from bot.ice_servers import IceServer
-from bot.rtc.internals import install_receive_transform, on_keyframe_request
+from bot.rtc.internals import (
+    forget_partial_frames,
+    install_receive_transform,
+    on_keyframe_request,
+)
 from bot.rtc.peer import IceSettings, make_peer_connection, prefer_codec
 from bot.rtc.profile import PROFILE
 
@@ -63,6 +67,8 @@ class MediaSession:
         self._record_dir = record_dir
         self._roster = roster
         self.received: list[ReceivedTrack] = []
+        # By mid: what each received line carries, its receiver, kind and recording.
+        self._lines: dict[str, tuple[ReceivedTrack, RTCRtpReceiver, str, TrackRecorder | None]] = {}
         self._sinks: list[TrackRecorder | MediaBlackhole] = []
         self.sources: dict[str, VideoSource | AudioSource] = {}
         if video != "none":
@@ -95,19 +101,35 @@ class MediaSession:
     async def answer_offer(self, offer: dict[str, Any]) -> dict[str, Any]:
         """The relay renegotiates when people come and go."""
         await self._pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        self._follow_reused_lines(offer["sdp"])
         await self._pc.setLocalDescription(await self._pc.createAnswer())
         return {"type": "answer", "sdp": self._pc.localDescription.sdp}
 
+    def _follow_reused_lines(self, sdp: str) -> None:
+        """The relay gives a line whose track ended to someone else's track
+        (``bot.relay.lines``); aiortc fires no new ``track`` for it, so the line's msid in
+        the offer says whose it is now. A recording goes on in the new owner's file."""
+        named = forwarded_track_ids(sdp)
+        for mid, (received, receiver, kind, recorder) in self._lines.items():
+            track_id = named.get(mid)
+            if track_id is None or track_id == received.track_id:
+                continue
+            received.rebind(track_id)
+            forget_partial_frames(receiver)
+            if recorder is not None and self._record_dir is not None:
+                recorder.follow(self._record_dir / _sink_name(received.name, received.owner, kind))
+
     def _on_track(self, track: MediaStreamTrack) -> None:
         profile = PROFILE.get(track.kind)
-        receiver = next(
-            (t.receiver for t in self._pc.getTransceivers() if t.receiver.track is track), None
+        transceiver = next(
+            (t for t in self._pc.getTransceivers() if t.receiver.track is track), None
         )
-        if profile is None or receiver is None:
+        if profile is None or transceiver is None or transceiver.mid is None:
             return
         received = ReceivedTrack(track.id, profile.codec, self._keyring, self._roster)
         self.received.append(received)
-        install_receive_transform(receiver, track.kind, received.unprotect)
+        install_receive_transform(transceiver.receiver, track.kind, received.unprotect)
+        recorder: TrackRecorder | None = None
         if self._record_dir is not None:
             self._record_dir.mkdir(parents=True, exist_ok=True)
             name = _sink_name(received.name, received.owner, track.kind)
@@ -120,6 +142,7 @@ class MediaSession:
             sink.addTrack(track)
             self._sinks.append(sink)
             asyncio.ensure_future(sink.start()).add_done_callback(_log_failure)
+        self._lines[transceiver.mid] = (received, transceiver.receiver, track.kind, recorder)
 
     async def close(self) -> None:
         for source in self.sources.values():

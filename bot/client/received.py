@@ -11,8 +11,11 @@ or decoded, counted as ``Keyring.misattributed``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
+
+from aiortc.sdp import SessionDescription
 
 from bot.client.keyring import Keyring
 from bot.e2ee.media import Codec
@@ -20,6 +23,8 @@ from bot.e2ee.media import Codec
 # The roster as the signaling server last sent it; only display names are taken from it.
 Roster = Callable[[], Sequence[Mapping[str, Any]]]
 
+PROFILE_KINDS: Final = ("audio", "video")
+SENDING: Final = ("sendonly", "sendrecv")  # the relay's side: lines it sends media on
 # No participant has sender index 0 (bot/e2ee/kid.py), so it stands for "nobody verified yet".
 NOBODY: Final = 0
 
@@ -28,11 +33,29 @@ class ReceivedTrack:
     """Decrypts (in aiortc's decoder thread) the frames of one received track."""
 
     def __init__(self, track_id: str, codec: Codec, keyring: Keyring, roster: Roster) -> None:
-        self.owner = track_id.rsplit("-", 1)[0]
         self._codec = codec
         self._keyring = keyring
         self._roster = roster
-        self.sender_index: int | None = None  # bound once the owner's keys verify, then fixed
+        self._binding = threading.Lock()
+        self.rebind(track_id)
+
+    def rebind(self, track_id: str) -> None:
+        """Show the track under the owner ``track_id`` names: at first, and again when the
+        relay reuses the line for someone else's track (``bot.relay.lines``). The new owner's
+        frames come only after the client's answer naming it, so none is lost to the old
+        binding; one of the old owner's still being decoded is refused as misattributed."""
+        with self._binding:  # the decoder thread binds the index, see unprotect
+            self.track_id = track_id
+            # Whose it is and, once that owner's keys verify, the sender index it signed.
+            self._bound: tuple[str, int | None] = (track_id.rsplit("-", 1)[0], None)
+
+    @property
+    def owner(self) -> str:
+        return self._bound[0]
+
+    @property
+    def sender_index(self) -> int | None:
+        return self._bound[1]
 
     @property
     def name(self) -> str:
@@ -43,7 +66,24 @@ class ReceivedTrack:
 
     def unprotect(self, data: bytes) -> bytes | None:
         """The owner's decrypted frame, or None (counted by the keyring) for any other."""
-        if self.sender_index is None:
-            verified = self._keyring.view.peers.get(self.owner)  # keys and index it signed
-            self.sender_index = None if verified is None else verified.sender_index
-        return self._keyring.unprotect(self._codec, data, self.sender_index or NOBODY)
+        bound = self._bound
+        owner, index = bound
+        if index is None:
+            verified = self._keyring.view.peers.get(owner)  # keys and index it signed
+            if verified is not None:
+                index = verified.sender_index
+                with self._binding:
+                    if self._bound is bound:  # not named again meanwhile
+                        self._bound = (owner, index)
+        return self._keyring.unprotect(self._codec, data, index or NOBODY)
+
+
+def forwarded_track_ids(sdp: str) -> dict[str, str]:
+    """A relay offer's lines that carry a track, by mid: the track id its msid names."""
+    description = SessionDescription.parse(sdp)
+    found = {}
+    for media in description.media:
+        track_id = description.webrtc_track_id(media) if media.kind in PROFILE_KINDS else None
+        if track_id is not None and media.rtp.muxId and media.direction in SENDING:
+            found[media.rtp.muxId] = track_id
+    return found

@@ -40,6 +40,13 @@ class TrackRecorder:
         self._track = track
         self._path = path
         self._task: asyncio.Task[None] | None = None
+        self._switch = False
+
+    def follow(self, path: Path) -> None:
+        """The track now carries someone else's media (the relay reused its line): what
+        comes next goes in a file of its own at ``path``."""
+        self._path = path
+        self._switch = True
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
@@ -53,6 +60,10 @@ class TrackRecorder:
                     frame = await self._track.recv()
                 except MediaStreamError:
                     return
+                if self._switch and container is not None:
+                    _finish(container, stream)
+                    container = None
+                self._switch = False
                 if container is None:
                     container = av.open(str(_fresh(self._path)), mode="w")
                     stream = self._open_stream(container, frame)
@@ -64,10 +75,7 @@ class TrackRecorder:
                     container.mux(packet)
         finally:
             if container is not None:
-                with contextlib.suppress(Exception):
-                    for packet in stream.encode(None):
-                        container.mux(packet)
-                container.close()
+                _finish(container, stream)
 
     def _open_stream(self, container: Any, frame: Any) -> Any:
         if self._track.kind == "audio":
@@ -87,3 +95,11 @@ class TrackRecorder:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+def _finish(container: Any, stream: Any) -> None:
+    """Flush the encoder and close the file."""
+    with contextlib.suppress(Exception):
+        for packet in stream.encode(None):
+            container.mux(packet)
+    container.close()

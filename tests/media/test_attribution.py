@@ -83,6 +83,22 @@ def test_a_frame_on_another_participants_track_is_refused_and_counted(codec: Cod
     assert (as_ben.name, as_ben.sender_index) == ("Ben", INDEX["ben"])
 
 
+def test_a_line_named_again_is_bound_to_its_new_owner_alone() -> None:
+    """The relay reuses a line whose track ended for someone else's (bot.relay.lines) and
+    names the new owner in its offer: from then on the line takes the new owner's frames and
+    refuses the old owner's, as it refused everyone else's before."""
+    rings, roster = meeting()
+    hana = rings["hana"]
+    line = shown_as("ben", hana, roster, Codec.VP8)
+    assert line.unprotect(frame_of(rings["ben"], Codec.VP8)) == FRAMES[Codec.VP8]
+    line.rebind(f"{pid('ana')}-video")
+    assert (line.owner, line.name, line.sender_index) == (pid("ana"), "Ana", None)
+    assert line.unprotect(frame_of(rings["ben"], Codec.VP8)) is None
+    assert line.unprotect(frame_of(rings["ana"], Codec.VP8)) == FRAMES[Codec.VP8]
+    assert line.sender_index == INDEX["ana"]
+    assert (hana.misattributed, hana.decrypted) == (1, 2)
+
+
 def test_a_broken_frame_is_an_ordinary_failure_not_a_misattribution() -> None:
     rings, roster = meeting()
     hana = rings["hana"]

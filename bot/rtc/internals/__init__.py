@@ -26,6 +26,7 @@ from typing import Any, Final
 
 import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, rtp
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
@@ -266,6 +267,17 @@ async def request_retransmission(
     await _private(receiver)._send_rtcp_nack(media_ssrc, lost)
 
 
+def forget_partial_frames(receiver: RTCRtpReceiver) -> None:
+    """Empty the receiver's jitter buffer (``__jitter_buffer``, made anew alike): a line the
+    relay reuses for another track (``bot.relay.lines``) may hold the end of the last one, a
+    frame whose last packets never came, which aiortc would hand on as the next track's first
+    packet arrives, to be refused as someone else's."""
+    r = _private(receiver)
+    old = getattr(r, "_RTCRtpReceiver__jitter_buffer", None)
+    if old is not None:  # made when the receiver starts
+        r._RTCRtpReceiver__jitter_buffer = JitterBuffer(old.capacity, old._prefetch, old._is_video)
+
+
 def install_receive_transform(
     receiver: RTCRtpReceiver,
     kind: str,
@@ -336,6 +348,8 @@ def check_internals() -> None:
     if not isinstance(getattr(connection, "_remote_candidates", None), list):
         missing.append("aioice Connection._remote_candidates")
     missing += fastpath.missing(sender, connection)
+    buffer = JitterBuffer(capacity=16)
+    missing += [f"JitterBuffer.{n}" for n in ("_prefetch", "_is_video") if not hasattr(buffer, n)]
     if not hasattr(RTCRtpTransceiver, "setCodecPreferences"):
         missing.append("RTCRtpTransceiver.setCodecPreferences")
     if not hasattr(RTCRtpTransceiver("audio", receiver, sender), "_codecs"):

@@ -88,6 +88,9 @@ export class MediaSession {
     });
     this._senders = {};
     this._owners = new Map(); // mid -> participant id
+    // mid -> frames the line had decoded before its present owner's track (a line the relay
+    // reused: its statistics go on counting from the last owner's).
+    this._before = new Map();
     this.pc.addEventListener("track", (event) => this._track(event));
     this.pc.addEventListener("connectionstatechange", () => {
       performance.mark(`conclave:media-${this.pc.connectionState}`);
@@ -148,6 +151,13 @@ export class MediaSession {
     // The relay names each forwarded stream after its participant (msid "<id> <id>-<kind>").
     const owner = streams[0]?.id ?? "";
     this._owners.set(transceiver.mid, owner);
+    // Read now: the relay sends the new owner's frames only once this page has answered.
+    this._before.set(transceiver.mid, 0);
+    receiver.getStats().then((stats) => {
+      stats.forEach((s) => {
+        if (s.type === "inbound-rtp") this._before.set(transceiver.mid, s.framesDecoded ?? 0);
+      });
+    });
     this._frames.attachReceiver(receiver, track.kind, owner);
     this._onTrack(owner, track.kind, track);
   }
@@ -162,7 +172,8 @@ export class MediaSession {
       if (owner === undefined) return;
       const mine = found.get(owner) ?? { framesDecoded: 0, audioLevel: 0, frameHeight: 0 };
       if (s.kind === "video") {
-        mine.framesDecoded += s.framesDecoded ?? 0;
+        const before = this._before.get(s.mid) ?? 0;
+        mine.framesDecoded += Math.max(0, (s.framesDecoded ?? 0) - before);
         mine.frameHeight = Math.max(mine.frameHeight, s.frameHeight ?? 0);
       } else {
         mine.audioLevel = Math.max(mine.audioLevel, s.audioLevel ?? 0);
