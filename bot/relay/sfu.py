@@ -24,6 +24,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
+from bot.relay.lines import SendLines
 from bot.relay.offers import (
     MAX_CANDIDATES,
     MediaRefused,
@@ -42,9 +43,7 @@ from bot.relay.tracks import Counters, ForwardedTrack, PublishedTrack, Publisher
 from bot.rtc import internals
 from bot.rtc.bandwidth import UplinkFeedback
 from bot.rtc.inbound import InboundGuard
-from bot.rtc.peer import prefer_codec
 from bot.rtc.profile import PROFILE
-from bot.rtc.sending import SilentTrack
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +87,7 @@ class Peer:
     negotiator: asyncio.Task[None] | None = None
     closed: bool = False  # by the relay, or found dead: no state change of it matters now
     join_id: int = 0  # the core's name for this connection (its join request's id)
+    lines: SendLines = field(default_factory=SendLines)  # lines whose tracks ended, for reuse
 
 
 class Relay:
@@ -227,16 +227,13 @@ class Relay:
     def _subscribe(self, subscriber: Peer, track: PublishedTrack) -> None:
         if any(f.subscriber is subscriber for f in track.forwards):
             return  # joins that crossed: the other's connect already made this pair
-        transceiver = subscriber.pc.addTransceiver(
-            SilentTrack(track.kind, f"{track.owner}-{track.kind}"), direction="sendonly"
-        )
-        internals.set_stream_id(transceiver.sender, track.owner)  # a=msid:<owner> <owner>-<kind>
-        prefer_codec(transceiver)
-        internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line brings a transport
+        line, new = subscriber.lines.take(subscriber.pc, track.kind, track.owner)
+        if new:
+            internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line: a transport
         # No key frame is asked for yet: the subscriber could not receive it before its answer
         # and DTLS are done, and asking now would hold the request that matters back by the
         # publisher's throttle (ForwardedTrack.forward asks once the subscriber can receive).
-        track.forwards.append(ForwardedTrack(track, subscriber, transceiver))
+        track.forwards.append(ForwardedTrack(track, subscriber, line))
 
     async def leave(self, room: str, participant: str) -> None:
         """Remove a participant; the others' tracks from it end, and they are re-offered."""
@@ -286,7 +283,7 @@ class Relay:
         affected: dict[str, Peer] = {}
         for track in leaver.published.values():
             for forward in track.forwards:
-                await forward.stop()
+                forward.end()
                 affected[forward.subscriber.id] = forward.subscriber
             track.forwards = []
         await self._close_peer(leaver)

@@ -20,9 +20,9 @@ from bot.rtc import internals
 from bot.rtc.bandwidth import UplinkFeedback
 from bot.rtc.profile import PROFILE
 from bot.rtc.receiving import ReceiverTap
-from bot.rtc.sending import SenderTap
 
 if TYPE_CHECKING:
+    from bot.relay.lines import SendLine
     from bot.relay.sfu import Peer
 
 KEYFRAME_REQUEST_INTERVAL: Final = 0.3  # at most one PLI upstream per publisher track per 300 ms
@@ -152,13 +152,12 @@ class PublishedTrack:
 class ForwardedTrack:
     """One published track on its way to one subscriber."""
 
-    def __init__(
-        self, track: PublishedTrack, subscriber: Peer, transceiver: RTCRtpTransceiver
-    ) -> None:
+    def __init__(self, track: PublishedTrack, subscriber: Peer, line: SendLine) -> None:
         self.track = track
         self.subscriber = subscriber
-        self.transceiver = transceiver
-        self._tap = SenderTap(transceiver)
+        self.line = line
+        self.transceiver = transceiver = line.transceiver
+        self._tap = line.tap
         self._counters = track._counters
         self._sequence_offset = 0
         self._fast: internals.FastForward | None = None  # once started, at a key frame for video
@@ -180,6 +179,8 @@ class ForwardedTrack:
             return fast.forward(packet, sequence_number, level, send_time, now, report_time)
         if not (self._tap.is_ready or self._tap.ready()):
             return False  # not negotiated yet
+        if self.transceiver.currentDirection != "sendonly":
+            return False  # a reused line: the subscriber has not yet answered its new msid
         if self._awaiting_keyframe:
             if self.transceiver.sender.transport.state != "connected":
                 return False  # a key frame sent now would be lost; the next is 300 ms away
@@ -187,19 +188,23 @@ class ForwardedTrack:
                 self.track.request_keyframe()
                 return False
             self._awaiting_keyframe = False
-        # Start in the lower half, like aiortc, so SRTP's rollover guess stays right. Not a
-        # security value: SRTP does not rely on unpredictable sequence numbers.
-        start = random.randrange(32768)  # noqa: S311
+        # A reused line goes on from its last packet. A new one starts in the lower half, like
+        # aiortc, so SRTP's rollover guess stays right. Not a security value: SRTP does not
+        # rely on unpredictable sequence numbers.
+        start = self.line.next_sequence
+        if start is None:
+            start = random.randrange(32768)  # noqa: S311
         self._sequence_offset = (start - packet.sequence_number) & 0xFFFF
         fast = self._fast = self._tap.fast
         assert fast is not None  # made when the tap became ready
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         return fast.forward(packet, sequence_number, level, send_time, now, report_time)
 
-    async def stop(self) -> None:
-        """End the track at the subscriber: RTCP BYE now, an inactive m-line at the next offer."""
-        await self.transceiver.sender.stop()
-        self.transceiver.direction = "inactive"
+    def end(self) -> None:
+        """The track ends at the subscriber: its line goes inactive at the next offer, and
+        waits for another track (``lines.SendLines``)."""
+        self._fast = None
+        self.subscriber.lines.give_back(self.line)
 
 
 _NTP_EPOCH_NS: Final = 2_208_988_800 * 1_000_000_000  # 1900 to 1970

@@ -26,6 +26,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
+from bot.client.received import forwarded_track_ids
 from bot.relay import control
 from bot.relay.tickets import (
     HEADER,
@@ -33,7 +34,11 @@ from bot.relay.tickets import (
     NonceCache,
     answer_worker_ticket,
 )
-from bot.rtc.internals import install_receive_transform, on_keyframe_request
+from bot.rtc.internals import (
+    forget_partial_frames,
+    install_receive_transform,
+    on_keyframe_request,
+)
 from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.secret import Secret
 from tests.support.fakes import listen_on_any_port
@@ -58,6 +63,13 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0
 
 def ended(track: MediaStreamTrack) -> bool:
     return bool(track.readyState == "ended")
+
+
+def stopped(client: FakeClient, got: Received) -> bool:
+    """Whether the relay made the line ``got`` came on inactive (its track ended there; the
+    line waits to carry another, ``bot.relay.lines``)."""
+    line = next(t for t in client.pc.getTransceivers() if t.receiver is got.receiver)
+    return bool(line.currentDirection == "inactive")
 
 
 # --- tiny real frames the fake decryption yields ----------------------------------------------
@@ -175,6 +187,9 @@ class FakeClient:
         self._tracks: dict[str, EncodedTrack] = {}
         self.joined = asyncio.Event()
         self.negotiating = asyncio.Lock()
+        # By mid: [what it carries now (Received), its track id, whether it sends].
+        self._lines: dict[str, list[Any]] = {}
+        self.reused = 0  # lines the relay gave to another participant's track
         if publish:
             for kind in ("video", "audio"):
                 track = EncodedTrack(kind)
@@ -192,27 +207,51 @@ class FakeClient:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         owner = track.id.rsplit("-", 1)[0]  # the relay names tracks <owner>-<kind>
-        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track)
+        transceiver = next(t for t in self.pc.getTransceivers() if t.receiver.track is track)
+        receiver = transceiver.receiver
         got = self.received[(owner, track.kind)] = Received(track=track, receiver=receiver)
+        line = self._lines[transceiver.mid or ""] = [got, track.id, True]
 
         def transform(data: bytes, kind: str = track.kind) -> bytes | None:
-            got.frames.append(data)
+            line[0].frames.append(data)
             return unseal(kind, data)
 
         def dropped() -> None:
-            got.dropped += 1
+            line[0].dropped += 1
 
         install_receive_transform(receiver, track.kind, transform, dropped)
-        tap_receiver_rtp(receiver, lambda p: got.rtp_payloads.append(p.payload))
-        self._tasks.append(asyncio.create_task(self._consume(track, got)))
+        tap_receiver_rtp(receiver, lambda p: line[0].rtp_payloads.append(p.payload))
+        self._tasks.append(asyncio.create_task(self._consume(track, line)))
 
-    async def _consume(self, track: MediaStreamTrack, got: Received) -> None:
+    def _follow_reused_lines(self, sdp: str) -> None:
+        """A line the relay gave to another track (aiortc fires no new ``track``): what
+        arrives on it once it sends again is recorded afresh, under the owner its msid names
+        (the same one, for someone who came back)."""
+        sending = forwarded_track_ids(sdp)
+        for mid, line in self._lines.items():
+            track_id = sending.get(mid)
+            if track_id is None:
+                line[2] = False  # inactive: its track ended
+                continue
+            if line[2]:
+                continue
+            old: Received = line[0]
+            kind = track_id.rsplit("-", 1)[1]
+            owner = track_id.rsplit("-", 1)[0]
+            fresh = Received(track=old.track, receiver=old.receiver)
+            if old.receiver is not None:
+                forget_partial_frames(old.receiver)  # as the client does
+            line[0] = self.received[(owner, kind)] = fresh
+            line[1], line[2] = track_id, True
+            self.reused += 1
+
+    async def _consume(self, track: MediaStreamTrack, line: list[Any]) -> None:
         while True:
             try:
                 await track.recv()
             except MediaStreamError:
                 return
-            got.decoded += 1
+            line[0].decoded += 1
 
     def start_media(self) -> None:
         if "video" in self._tracks:
@@ -246,6 +285,7 @@ class FakeClient:
 
     async def answer_offer(self, offer: dict[str, str]) -> dict[str, str]:
         await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        self._follow_reused_lines(offer["sdp"])
         await self.pc.setLocalDescription(await self.pc.createAnswer())
         return control.sdp("answer", self.pc.localDescription.sdp)
 

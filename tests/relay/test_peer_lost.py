@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from bot.relay import control
-from tests.relay.relay_fakes import FakeClient, FakeCore, ended, eventually
+from tests.relay.relay_fakes import FakeClient, FakeCore, eventually, stopped
 from tests.relay.test_hostile_publisher import StartWorker
 
 # A fixture: a fake core and an in-process worker whose relay the test can look at. Tests name
@@ -25,12 +25,9 @@ KINDS = ("video", "audio")
 
 
 def receiving(sub: FakeClient, pub: str) -> bool:
-    """``sub`` decodes ``pub``'s video and audio on live tracks."""
+    """``sub`` decodes ``pub``'s video and audio on lines that carry them now."""
     got = [sub.received.get((pub, kind)) for kind in KINDS]
-    return all(
-        g is not None and g.track is not None and g.decoded >= 10 and not ended(g.track)
-        for g in got
-    )
+    return all(g is not None and g.decoded >= 10 and not stopped(sub, g) for g in got)
 
 
 def events(core: FakeCore, kind: str) -> list[dict[str, Any]]:
@@ -69,8 +66,8 @@ async def test_a_connection_its_peer_closes_is_dropped_reported_and_rejoined(
     load = {"type": "load", "rooms": 1, "participants": 1}
     await eventually(lambda: load in core.from_worker[lost_at:], "the new load reported")
     assert not any(m["type"] == "leave" for m in core.sent_to_worker)
-    # ben was re-offered without ana's tracks: they end for him.
-    await eventually(lambda: all(ended(g.track) for g in from_ana if g.track), "ana's tracks end")
+    # ben was re-offered without ana's tracks: their lines go inactive for him.
+    await eventually(lambda: all(stopped(ben, g) for g in from_ana if g), "ana's tracks end")
 
     # ana publishes again on a new connection: the worker takes it, and media flows again.
     again = FakeClient("ana")

@@ -27,8 +27,8 @@ from tests.relay.relay_fakes import (
     FakeClient,
     FakeCore,
     Received,
-    ended,
     eventually,
+    stopped,
 )
 
 Stopper = Callable[[], Awaitable[None]]
@@ -132,14 +132,13 @@ async def test_meeting_through_the_relay(
     assert stats["forwarded_packets"] > 0 and stats["received_packets"] > 0
     assert stats["rss_bytes"] > 10 * 2**20
 
-    # ben leaves: ana's and cy's tracks from ben end.
+    # ben leaves: ana's and cy's tracks from ben end (their lines go inactive).
     result = await core.request("leave", room="r1", participant="ben")
     assert result["ok"], result
     for sub in (ana, cy):
         for kind in ("video", "audio"):
-            track = sub.received[("ben", kind)].track
-            assert track is not None
-            await eventually(functools.partial(ended, track), f"{sub.name}'s ben {kind} ends")
+            got = sub.received[("ben", kind)]
+            await eventually(functools.partial(stopped, sub, got), f"{sub.name}'s ben {kind} ends")
     count = len(cy.received[("ana", "video")].frames)
     await eventually(
         lambda: len(cy.received[("ana", "video")].frames) > count + 5, "ana still seen"
@@ -273,3 +272,47 @@ async def test_a_new_subscribers_key_frame_is_asked_for_once_it_can_receive_it(
     assert keys_for_ben, "ana was never asked for a key frame"
     assert got[0] == keys_for_ben[0], "ben's first frame is not the key frame asked for him"
     assert all(frame in got for frame in keys_for_ben), "a key frame asked for ben was lost"
+
+
+async def test_a_line_whose_track_ended_carries_the_next_visitors_track(
+    started: Callable[[Secret], Awaitable[FakeCore]],
+) -> None:
+    """ana stays while visitors come and go one after another. Her connection keeps one audio
+    and one video line for them, not two more per visitor: without reuse every description
+    grows by a line pair per person who ever joined, until a long meeting's outgrow what
+    signaling carries and the people still there are cut off. Each visitor's frames reach her
+    on the reused lines under the visitor's own name, starting at a key frame, every one a
+    frame that visitor sent; nothing of an earlier visitor's arrives under a later one's."""
+    core = await started(SECRET)
+    await asyncio.wait_for(core.ready.wait(), 20)
+    ana = FakeClient("ana")
+    await core.join("r7", ana)
+    visitors = [f"v{n}" for n in range(4)]
+    sent: dict[str, set[bytes]] = {}
+    for name in visitors:
+        visitor = FakeClient(name)
+        await core.join("r7", visitor)
+        for kind in ("video", "audio"):
+            await eventually(
+                functools.partial(_frames_from, ana, name, kind, 10), f"ana gets {name}'s {kind}"
+            )
+        got = ana.received[(name, "video")]
+        assert got.frames[0][0] & 1 == 0, f"{name}.s first frame on the line is not a key frame"
+        result = await core.request("leave", room="r7", participant=name)
+        assert result["ok"], result
+        sent[name] = set(visitor.sent["video"]) | set(visitor.sent["audio"])
+        del core.clients[name]
+        await visitor.close()
+        for kind in ("video", "audio"):
+            await eventually(
+                functools.partial(stopped, ana, ana.received[(name, kind)]),
+                f"{name}'s {kind} line goes inactive for ana",
+            )
+    lines = ana.pc.getTransceivers()
+    assert len(lines) == 4, f"ana's connection has {len(lines)} lines after 4 visitors"
+    assert ana.reused == 6  # the three later visitors' audio and video
+    for name in visitors:
+        for kind in ("video", "audio"):
+            got = ana.received[(name, kind)]
+            assert got.dropped == 0
+            assert all(frame in sent[name] for frame in got.frames), f"{name} {kind}: not theirs"

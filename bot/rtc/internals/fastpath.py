@@ -175,6 +175,7 @@ class FastForward:
         self._view = memoryview(_ffi.buffer(self._buffer))
         self._length = _ffi.new("int *")
         self.packets = 0
+        self.sequence = -1  # the last sequence number sent, where a reused line goes on from
         self.octets = 0
         self.ntp = 0
         self.rtp = 0
@@ -276,6 +277,7 @@ class FastForward:
             self.dropped += 1
             return False
         self.packets += 1
+        self.sequence = sequence_number
         self.octets += len(payload)
         self.ntp = now
         self.rtp = report_rtp_timestamp
