@@ -367,6 +367,11 @@ class Relay:
             pending.applied.set_exception(error)
             raise error from exc
         pending.applied.set_result(None)
+        for other in self._rooms.get(p.room, {}).values():
+            for track in other.published.values():
+                for forward in track.forwards:
+                    if forward.subscriber is p:
+                        forward.answered()
 
     async def answer(self, room: str, participant: str, negotiation: int, answer_sdp: str) -> None:
         """Apply a client's answer to the relay's offer number ``negotiation``."""

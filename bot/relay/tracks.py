@@ -8,6 +8,7 @@ flag) so that a new subscriber's video starts at a key frame. It holds no media 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class PublishedTrack:
         self._counters = counters
         self._last_report: tuple[int, int] | None = None  # (publisher NTP, RTP) of its last SR
         self._last_keyframe_request = -KEYFRAME_REQUEST_INTERVAL
+        self._deferred: asyncio.TimerHandle | None = None  # a key frame asked within the interval
         self.tap = ReceiverTap(
             transceiver.receiver,
             kind,
@@ -107,14 +109,23 @@ class PublishedTrack:
         )
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt)."""
-        now = time.monotonic()
-        if self.kind != "video" or now - self._last_keyframe_request < KEYFRAME_REQUEST_INTERVAL:
-            return
-        if self.tap.media_ssrc is None:
+        """Ask the publisher for a key frame, at most once per interval (PLI storms hurt). One
+        asked for within the interval is not lost: it goes at the interval's end, unless a key
+        frame comes first (a subscriber whose first key frame it could not use, because it
+        came under a key it did not have yet, would otherwise wait for its own next ask)."""
+        if self.kind != "video" or self.tap.media_ssrc is None:
             return  # nothing received yet: the first frame is a key frame anyway
-        self._last_keyframe_request = now
-        self.tap.send_pli()
+        now = time.monotonic()
+        wait = self._last_keyframe_request + KEYFRAME_REQUEST_INTERVAL - now
+        if wait <= 0:
+            self._last_keyframe_request = now
+            self.tap.send_pli()
+        elif self._deferred is None:
+            self._deferred = asyncio.get_running_loop().call_later(wait, self._ask_deferred)
+
+    def _ask_deferred(self) -> None:
+        self._deferred = None
+        self.request_keyframe()
 
     def rtp_time_at(self, relay_ntp: int, fallback: int) -> int:
         """The publisher's RTP timestamp that corresponds to ``relay_ntp``, for sender reports."""
@@ -135,6 +146,9 @@ class PublishedTrack:
         self._counters.received_packets += 1
         if not self.forwards:
             return
+        if self._deferred is not None and vp8_starts_key_frame(packet.payload):
+            self._deferred.cancel()  # what was asked for came
+            self._deferred = None
         # Once per packet, shared by every subscriber: one clock read (so each sender report's
         # NTP and RTP times come from one instant) and what every copy's header has in common.
         now = _relay_ntp()
@@ -199,6 +213,18 @@ class ForwardedTrack:
         assert fast is not None  # made when the tap became ready
         sequence_number = (packet.sequence_number + self._sequence_offset) & 0xFFFF
         return fast.forward(packet, sequence_number, level, send_time, now, report_time)
+
+    def answered(self) -> None:
+        """The subscriber's answer was applied: a line that waits for a key frame and can
+        now receive one asks for it at once, not with the publisher's next packet (a frame
+        interval later, at worst). On a transport still connecting, ``forward`` asks later."""
+        line = self.transceiver
+        if (
+            self._awaiting_keyframe
+            and line.sender.transport.state == "connected"
+            and line.currentDirection == "sendonly"
+        ):
+            self.track.request_keyframe()
 
     def end(self) -> None:
         """The track ends at the subscriber: its line goes inactive at the next offer, and

@@ -183,6 +183,7 @@ class FakeClient:
         self.keyframe_requests = 0
         self.remb: list[tuple[int, list[int]]] = []  # (bit/s, SSRCs) of each REMB the relay sent
         self._want_keyframe = True
+        self.sends_key_frames_asked_for = True  # a test may make it ignore requests
         self._tasks: list[asyncio.Task[None]] = []
         self._tracks: dict[str, EncodedTrack] = {}
         self.joined = asyncio.Event()
@@ -203,7 +204,7 @@ class FakeClient:
 
     def _on_keyframe_request(self) -> None:
         self.keyframe_requests += 1
-        self._want_keyframe = True
+        self._want_keyframe = self.sends_key_frames_asked_for
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         owner = track.id.rsplit("-", 1)[0]  # the relay names tracks <owner>-<kind>

@@ -316,3 +316,42 @@ async def test_a_line_whose_track_ended_carries_the_next_visitors_track(
             got = ana.received[(name, kind)]
             assert got.dropped == 0
             assert all(frame in sent[name] for frame in got.frames), f"{name} {kind}: not theirs"
+
+
+async def test_a_key_frame_asked_for_within_the_throttle_is_asked_for_at_its_end(
+    started: Callable[[Secret], Awaitable[FakeCore]],
+) -> None:
+    """The relay asks a publisher for at most one key frame per 300 ms, and drops none: one
+    asked for within the interval goes when it ends, unless a key frame comes first. (A browser
+    whose first key frame came under a key it did not have yet asks again at once; dropped, that
+    ask left it waiting for its own next one.) Asks ben makes three at a time: while ana sends
+    no key frame, she is asked once at once and once at the interval's end; while she answers
+    each ask with one, once."""
+    core = await started(SECRET)
+    await asyncio.wait_for(core.ready.wait(), 20)
+    ana, ben = FakeClient("ana"), FakeClient("ben")
+    await core.join("r8", ana)
+    await core.join("r8", ben)
+    await eventually(lambda: _frames_from(ben, "ana", "video", 10), "ben gets ana's video")
+    got = ben.received[("ana", "video")]
+    assert got.receiver is not None
+    ssrc = got.receiver.getSynchronizationSources()[0].source
+
+    async def ask_three_times() -> int:
+        await asyncio.sleep(0.4)  # past the interval of any earlier ask
+        before = ana.keyframe_requests
+        for _ in range(3):
+            await request_keyframe(got.receiver, ssrc)
+        return before
+
+    ana.sends_key_frames_asked_for = False
+    before = await ask_three_times()
+    await eventually(lambda: ana.keyframe_requests == before + 2, "asked again at the end")
+    await asyncio.sleep(0.7)
+    assert ana.keyframe_requests == before + 2, "three asks at once are one, and one later"
+
+    ana.sends_key_frames_asked_for = True
+    before = await ask_three_times()
+    await eventually(lambda: ana.keyframe_requests == before + 1, "asked at once")
+    await asyncio.sleep(0.7)
+    assert ana.keyframe_requests == before + 1, "her key frame answered the later asks"
