@@ -333,15 +333,15 @@ async def test_a_key_frame_asked_for_within_the_throttle_is_asked_for_at_its_end
     await core.join("r8", ana)
     await core.join("r8", ben)
     await eventually(lambda: _frames_from(ben, "ana", "video", 10), "ben gets ana's video")
-    got = ben.received[("ana", "video")]
-    assert got.receiver is not None
-    ssrc = got.receiver.getSynchronizationSources()[0].source
+    receiver = ben.received[("ana", "video")].receiver
+    assert receiver is not None
+    ssrc = receiver.getSynchronizationSources()[0].source
 
     async def ask_three_times() -> int:
         await asyncio.sleep(0.4)  # past the interval of any earlier ask
         before = ana.keyframe_requests
         for _ in range(3):
-            await request_keyframe(got.receiver, ssrc)
+            await request_keyframe(receiver, ssrc)
         return before
 
     ana.sends_key_frames_asked_for = False
