@@ -3,7 +3,7 @@
 Everyone who joins adds an audio and a video line to every other participant's connection, and
 aiortc never drops a negotiated m-section nor recycles its slot. Left at that, every offer and
 answer in a meeting grows by some 1.2 kB per person who ever joined, until the descriptions
-outgrow what signaling carries (60 kB, about 25 joins) and the people still there are cut off.
+outgrow what signaling carries (about 80 people's lines) and the people still there are cut off.
 So a line whose track ended goes ``inactive`` and waits, and the next track of its kind for the
 same subscriber takes it under the new owner's msid, as other SFUs do.
 

@@ -18,6 +18,10 @@ from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 # aiohttp drops anything this big before it reaches us; below it we answer with our own error.
 WIRE_LIMIT: Final = 4 * MAX_MESSAGE_BYTES
+# A client's session description may be longer than other messages, up to the wire limit: an
+# answer to the relay has an audio and a video line (some 1.2 kB each) for everyone else in
+# the meeting, so 64 KiB would cut a meeting of 26 off (messages.MAX_SDP says how long).
+SDP_CARRIERS: Final = frozenset({"publish", "answer"})
 # docs/PROTOCOL.md's version: every hello names it, and the hub speaks only this one.
 PROTOCOL_VERSION: Final = 2
 _MAX_TYPE_LENGTH: Final = 32
@@ -30,10 +34,12 @@ def encode(kind: str, **fields: Any) -> str:
 def decode(
     raw: str | bytes, accepted: Collection[str], *, max_bytes: int = MAX_MESSAGE_BYTES
 ) -> dict[str, Any]:
-    """Parse one message whose type must be in ``accepted``; ProtocolError otherwise."""
+    """Parse one message whose type must be in ``accepted``; ProtocolError otherwise. Of
+    the types in ``SDP_CARRIERS``, one may be as long as the wire limit."""
     size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
-    if size > max_bytes:
-        raise MessageTooLarge(size, max_bytes)
+    longest = max(max_bytes, WIRE_LIMIT) if SDP_CARRIERS & set(accepted) else max_bytes
+    if size > longest:
+        raise MessageTooLarge(size, longest)
     try:
         message = json.loads(raw)
     except (ValueError, RecursionError):
@@ -45,6 +51,8 @@ def decode(
         raise ProtocolError("Message has no valid 'type' field.")
     if kind not in accepted:
         raise UnknownMessageType(kind)
+    if size > max_bytes and kind not in SDP_CARRIERS:
+        raise MessageTooLarge(size, max_bytes)
     return message
 
 
