@@ -231,8 +231,8 @@ class Relay:
         if new:
             internals.guard_inbound(subscriber.pc, subscriber.guard)  # a first line: a transport
         # No key frame is asked for yet: the subscriber could not receive it before its answer
-        # and DTLS are done, and asking now would hold the request that matters back by the
-        # publisher's throttle (ForwardedTrack.forward asks once the subscriber can receive).
+        # and DTLS are done (ForwardedTrack.answered asks then, or forward with the first packet
+        # after), and one sent before would be lost.
         track.forwards.append(ForwardedTrack(track, subscriber, line))
 
     async def leave(self, room: str, participant: str) -> None:
