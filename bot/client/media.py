@@ -30,6 +30,7 @@ from bot.client.recorder import TrackRecorder
 from bot.client.tracks import AudioSource, VideoSource
 from bot.ice_servers import IceServer
 from bot.rtc.internals import (
+    drop_empty_datagrams,
     forget_partial_frames,
     install_receive_transform,
     on_keyframe_request,
@@ -67,6 +68,7 @@ class MediaSession:
         self._record_dir = record_dir
         self._roster = roster
         self.received: list[ReceivedTrack] = []
+        self.stray_datagrams = 0  # empty ones, dropped (bot/rtc/internals/guard.py)
         # By mid: what each received line carries, its receiver, kind and recording.
         self._lines: dict[str, tuple[ReceivedTrack, RTCRtpReceiver, str, TrackRecorder | None]] = {}
         self._sinks: list[TrackRecorder | MediaBlackhole] = []
@@ -93,7 +95,12 @@ class MediaSession:
         if not self.sources:
             prefer_codec(self._pc.addTransceiver("audio", direction="recvonly"))
         await self._pc.setLocalDescription(await self._pc.createOffer())
+        # Anyone who can reach the port could end this connection with an empty datagram.
+        drop_empty_datagrams(self._pc, self._count_stray)
         return {"type": "offer", "sdp": self._pc.localDescription.sdp}
+
+    def _count_stray(self) -> None:
+        self.stray_datagrams += 1
 
     async def accept_answer(self, answer: dict[str, Any]) -> None:
         await self._pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))

@@ -70,6 +70,9 @@ class InboundGuard:
         self._rtcp_limit = rtcp_limit
         self._bucket = TokenBucket(rate, burst=rate)
 
+    def count_malformed(self) -> None:
+        self.malformed += 1
+
     @property
     def started(self) -> bool:
         """Whether DTLS is up and the guard stands before the session it made."""

@@ -36,6 +36,7 @@ from bot.rtc.internals.estimator import lean_estimator as lean_estimator
 from bot.rtc.internals.fastpath import FastForward as FastForward
 from bot.rtc.internals.fastpath import prime_history as prime_history
 from bot.rtc.internals.fastpath import take_srtp as take_srtp
+from bot.rtc.internals.guard import drop_empty_datagrams as drop_empty_datagrams
 from bot.rtc.internals.guard import guard_inbound as guard_inbound
 from bot.rtc.internals.ice import PortsExhausted as PortsExhausted
 from bot.rtc.internals.ice import bind_ports as bind_ports

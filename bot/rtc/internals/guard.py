@@ -30,7 +30,7 @@ def guard_inbound(pc: RTCPeerConnection, guard: InboundGuard) -> None:
         guard.transports.append(transport)
         connection = transport.transport._connection
         connection.check_incoming = _capped_checks(connection, guard)
-        connection.data_received = _non_empty(connection.data_received, guard)
+        connection.data_received = _non_empty(connection.data_received, guard.count_malformed)
         extensions = transport._rtp_header_extensions_map
         extensions.get = guard.checked_extensions(extensions.get)
         if transport._rx_srtp is not None:
@@ -54,7 +54,17 @@ def _capped_checks(connection: Any, guard: InboundGuard) -> Callable[[Any, Any, 
     return check_incoming
 
 
-def _non_empty(stock: Callable[[bytes, int], None], guard: InboundGuard) -> Any:
+def drop_empty_datagrams(pc: RTCPeerConnection, on_drop: Callable[[], None]) -> None:
+    """Of what ``guard_inbound`` does, what a client needs: every transport ``pc`` has drops
+    an empty datagram (and calls ``on_drop``) instead of letting it end the connection. Call it
+    after each description that may add a transport; a transport already covered is left be."""
+    for transceiver in pc.getTransceivers():
+        connection: Any = transceiver.receiver.transport.transport._connection
+        if not getattr(connection.data_received, "drops_empty", False):
+            connection.data_received = _non_empty(connection.data_received, on_drop)
+
+
+def _non_empty(stock: Callable[[bytes, int], None], on_drop: Callable[[], None]) -> Any:
     """aiortc's DTLS transport reads the first byte of every datagram aioice queues: an empty
     one raises IndexError in its receive task, which then closes the transport. Anyone who can
     reach the port could end a participant's media with one empty UDP datagram."""
@@ -63,9 +73,11 @@ def _non_empty(stock: Callable[[bytes, int], None], guard: InboundGuard) -> Any:
         if data:
             stock(data, component)
         else:
-            guard.malformed += 1
+            on_drop()
 
-    return data_received
+    wrapped: Any = data_received
+    wrapped.drops_empty = True
+    return wrapped
 
 
 def _then_swap_in(transport: Any, guard: InboundGuard) -> Callable[[], None]:
