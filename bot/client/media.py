@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,16 @@ def _sink_name(name: str, participant_id: str, kind: str) -> str:
     return f"{safe}-{participant_id}.{'video.webm' if kind == 'video' else 'audio.wav'}"
 
 
+@dataclass(frozen=True)
+class _Line:
+    """A received line: what it carries, its receiver and kind, and its recording if any."""
+
+    received: ReceivedTrack
+    receiver: RTCRtpReceiver
+    kind: str
+    recorder: TrackRecorder | None
+
+
 class MediaSession:
     def __init__(
         self,
@@ -67,10 +78,8 @@ class MediaSession:
         self._pc = make_peer_connection(ice, servers=servers, relay_only=relay_only)
         self._record_dir = record_dir
         self._roster = roster
-        self.received: list[ReceivedTrack] = []
         self.stray_datagrams = 0  # empty ones, dropped (bot/rtc/internals/guard.py)
-        # By mid: what each received line carries, its receiver, kind and recording.
-        self._lines: dict[str, tuple[ReceivedTrack, RTCRtpReceiver, str, TrackRecorder | None]] = {}
+        self._lines: dict[str, _Line] = {}  # by mid
         self._sinks: list[TrackRecorder | MediaBlackhole] = []
         self.sources: dict[str, VideoSource | AudioSource] = {}
         if video != "none":
@@ -99,6 +108,11 @@ class MediaSession:
         drop_empty_datagrams(self._pc, self._count_stray)
         return {"type": "offer", "sdp": self._pc.localDescription.sdp}
 
+    @property
+    def received(self) -> list[ReceivedTrack]:
+        """What each received line carries now."""
+        return [line.received for line in self._lines.values()]
+
     def _count_stray(self) -> None:
         self.stray_datagrams += 1
 
@@ -117,14 +131,15 @@ class MediaSession:
         (``bot.relay.lines``); aiortc fires no new ``track`` for it, so the line's msid in
         the offer says whose it is now. A recording goes on in the new owner's file."""
         named = forwarded_track_ids(sdp)
-        for mid, (received, receiver, kind, recorder) in self._lines.items():
-            track_id = named.get(mid)
+        for mid, line in self._lines.items():
+            track_id, received = named.get(mid), line.received
             if track_id is None or track_id == received.track_id:
                 continue
             received.rebind(track_id)
-            forget_partial_frames(receiver)
-            if recorder is not None and self._record_dir is not None:
-                recorder.follow(self._record_dir / _sink_name(received.name, received.owner, kind))
+            forget_partial_frames(line.receiver)
+            if line.recorder is not None and self._record_dir is not None:
+                name = _sink_name(received.name, received.owner, line.kind)
+                line.recorder.follow(self._record_dir / name)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         profile = PROFILE.get(track.kind)
@@ -134,7 +149,6 @@ class MediaSession:
         if profile is None or transceiver is None or transceiver.mid is None:
             return
         received = ReceivedTrack(track.id, profile.codec, self._keyring, self._roster)
-        self.received.append(received)
         install_receive_transform(transceiver.receiver, track.kind, received.unprotect)
         recorder: TrackRecorder | None = None
         if self._record_dir is not None:
@@ -149,7 +163,7 @@ class MediaSession:
             sink.addTrack(track)
             self._sinks.append(sink)
             asyncio.ensure_future(sink.start()).add_done_callback(_log_failure)
-        self._lines[transceiver.mid] = (received, transceiver.receiver, track.kind, recorder)
+        self._lines[transceiver.mid] = _Line(received, transceiver.receiver, track.kind, recorder)
 
     async def close(self) -> None:
         for source in self.sources.values():

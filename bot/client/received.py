@@ -19,11 +19,11 @@ from aiortc.sdp import SessionDescription
 
 from bot.client.keyring import Keyring
 from bot.e2ee.media import Codec
+from bot.rtc.profile import PROFILE
 
 # The roster as the signaling server last sent it; only display names are taken from it.
 Roster = Callable[[], Sequence[Mapping[str, Any]]]
 
-PROFILE_KINDS: Final = ("audio", "video")
 SENDING: Final = ("sendonly", "sendrecv")  # the relay's side: lines it sends media on
 # No participant has sender index 0 (bot/e2ee/kid.py), so it stands for "nobody verified yet".
 NOBODY: Final = 0
@@ -83,7 +83,7 @@ def forwarded_track_ids(sdp: str) -> dict[str, str]:
     description = SessionDescription.parse(sdp)
     found = {}
     for media in description.media:
-        track_id = description.webrtc_track_id(media) if media.kind in PROFILE_KINDS else None
+        track_id = description.webrtc_track_id(media) if media.kind in PROFILE else None
         if track_id is not None and media.rtp.muxId and media.direction in SENDING:
             found[media.rtp.muxId] = track_id
     return found

@@ -45,9 +45,6 @@ class SendLines:
     def __init__(self) -> None:
         self._idle: list[SendLine] = []
 
-    def __len__(self) -> int:
-        return len(self._idle)
-
     def take(self, pc: RTCPeerConnection, kind: str, owner: str) -> tuple[SendLine, bool]:
         """A line for ``owner``'s ``kind`` track, and whether it is new (an m-line more)."""
         named = SilentTrack(kind, f"{owner}-{kind}")  # its id is the msid's track id

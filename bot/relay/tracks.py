@@ -229,7 +229,6 @@ class ForwardedTrack:
     def end(self) -> None:
         """The track ends at the subscriber: its line goes inactive at the next offer, and
         waits for another track (``lines.SendLines``)."""
-        self._fast = None
         self.subscriber.lines.give_back(self.line)
 
 

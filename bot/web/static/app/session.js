@@ -17,8 +17,8 @@ export class MeetingSession {
   // `invite`: the link's credential, or null when resuming from `memory` (a TabMemory);
   // `frames`: the FrameWorker; `local`: the LocalMedia; `ui`: what tells the person;
   // `iceServers`: STUN/TURN servers of the page's own, after those each welcome gives;
-  // `newKeys`: MeetingKeys.generateStorable()'s result if the page made it already.
-  constructor({ roomId, invite, memory, url, frames, local, ui, iceServers = [], newKeys = null }) {
+  // `newKeys`: MeetingKeys.generateStorable()'s result, which the page makes as it loads.
+  constructor({ roomId, invite, memory, url, frames, local, ui, newKeys, iceServers = [] }) {
     Object.assign(this, { roomId, memory, frames, local, ui });
     this._invite = invite;
     this._url = url;
@@ -37,11 +37,10 @@ export class MeetingSession {
     this._attempts = 0;
     this._publishAttempts = 0;
     this._retry = null;
-    // This tab's meeting keys are made while the page loads and the hub is asked, not after
-    // the welcome: they do not depend on it, and they are the first thing joining waits for.
-    // Kept only once admitted (`_startMeeting`); a refused link leaves nothing behind.
-    this._newKeys = newKeys !== null ? Promise.resolve(newKeys) : MeetingKeys.generateStorable();
-    this._newKeys.catch(() => {}); // a failure shows when _startMeeting awaits it
+    // This tab's meeting keys, made while the page loads, not after the welcome: they do not
+    // depend on it, and they are the first thing joining waits for. Kept only once admitted
+    // (`_startMeeting`); a refused link leaves nothing behind.
+    this._newKeys = newKeys;
     // One handler per message the hub may send (schema.js TO_CLIENT).
     this.handlers = {
       welcome: (m) => this._onWelcome(m),
@@ -250,7 +249,7 @@ export class MeetingSession {
       let identity = null;
       if (saved?.keys) identity = await MeetingKeys.fromStored(saved.keys).catch(() => null);
       if (identity === null) {
-        const made = await this._newKeys;
+        const made = this._newKeys;
         identity = made.keys;
         this.memory.saveKeys(made.stored);
       }
