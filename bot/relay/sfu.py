@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamTrack
 
 from bot.relay.control import NEGOTIATION_TIMEOUT_SECONDS
@@ -337,7 +338,9 @@ class Relay:
                 # The next membership change re-offers everything still unnegotiated.
                 log.warning("renegotiation with %s in room %s failed: %s", p.id, p.room, exc)
                 return
-            except ConnectionError:
+            except (ConnectionError, InvalidStateError):
+                # The control channel or the connection is closing (aiortc refuses an offer
+                # from the moment close() begins, before the state change that drops the peer).
                 return
 
     async def _negotiate_once(self, p: Peer) -> None:

@@ -107,3 +107,27 @@ async def test_a_loss_racing_the_cores_leave_never_touches_the_next_connection(
     assert relay.peer("r1", "ana").join_id == join_id_of(core, "ana")
     assert relay.participants == 2
     await eventually(lambda: receiving(ben, "ana"), "ben still receives ana")
+
+
+async def test_a_renegotiation_of_a_connection_that_is_closing_ends_quietly(
+    in_process_worker: StartWorker,  # noqa: F811
+) -> None:
+    """aiortc refuses an offer from the moment a connection's close() begins, before the state
+    change that drops the participant: a renegotiation started in that window must end
+    without an error (it was an unretrieved task exception, logged with its traceback)."""
+    core, relay = await in_process_worker()
+    ana, ben = FakeClient("ana"), FakeClient("ben")
+    await core.join("r1", ana)
+    await core.join("r1", ben)
+    await eventually(lambda: receiving(ben, "ana"), "ben receives ana")
+    peer = relay.peer("r1", "ben")
+    closing = asyncio.create_task(peer.pc.close())
+    await asyncio.sleep(0)  # close() has begun; its transceivers are stopping
+    assert peer.pc.connectionState != "closed" and not peer.closed
+    relay._renegotiate(peer)  # what a membership change in the room does
+    negotiator = peer.negotiator
+    assert negotiator is not None
+    await asyncio.gather(negotiator, return_exceptions=True)
+    assert negotiator.exception() is None
+    await closing
+    await eventually(lambda: bool(events(core, control.PEER_LOST)), "the loss is reported")
