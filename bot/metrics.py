@@ -64,6 +64,7 @@ class WorkerTraffic:
     forwarded_bytes: int
     foreign_packets: int
     rate_limited_packets: int
+    late_packets: int
     rss_bytes: int
 
 
@@ -217,7 +218,8 @@ def _traffic(traffic: Sequence[WorkerTraffic]) -> Iterable[Metric]:
     dropped = CounterMetricFamily(
         "conclave_relay_dropped_packets",
         "Packets a relay worker dropped before decryption: from an SSRC no offer announced "
-        "(foreign) or over relay.max_packet_rate (rate_limited).",
+        "(foreign), over relay.max_packet_rate (rate_limited), or that waited in a socket "
+        "for more than 200 ms because the worker could not keep up (late).",
         labels=["worker", "reason"],
     )
     for t in traffic:
@@ -227,4 +229,5 @@ def _traffic(traffic: Sequence[WorkerTraffic]) -> Iterable[Metric]:
         memory.add_metric([t.worker], t.rss_bytes)
         dropped.add_metric([t.worker, "foreign"], t.foreign_packets)
         dropped.add_metric([t.worker, "rate_limited"], t.rate_limited_packets)
+        dropped.add_metric([t.worker, "late"], t.late_packets)
     yield from (received, packets, octets, memory, dropped)

@@ -312,6 +312,7 @@ _TRAFFIC_FIELDS = (
     "forwarded_bytes",
     "foreign_packets",
     "rate_limited_packets",
+    "late_packets",
     "rss_bytes",
 )
 

@@ -63,6 +63,12 @@ class Counters:
     # dropped before decryption: an SSRC the offer did not announce, or over the packet rate
     foreign_packets: int = 0
     rate_limited_packets: int = 0
+    # dropped unread: they waited in a socket too long, behind what the worker could not keep
+    # up with (``internals.fastpath.MAX_WAIT_NS``)
+    late_packets: int = 0
+
+    def count_late(self, packets: int) -> None:
+        self.late_packets += packets
 
 
 class PublisherClock:
@@ -106,6 +112,7 @@ class PublishedTrack:
             ssrcs,
             uplink,
             direct=True,
+            late=counters.count_late,
         )
 
     def request_keyframe(self) -> None:

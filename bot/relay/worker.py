@@ -269,6 +269,7 @@ class WorkerSession:
                 "received_packets": relay.counters.received_packets,
                 "foreign_packets": foreign,
                 "rate_limited_packets": rate_limited,
+                "late_packets": relay.counters.late_packets,
                 "rss_bytes": rss_bytes(),
             }
         return {}

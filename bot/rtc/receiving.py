@@ -34,7 +34,8 @@ class ReceiverTap:
     other SSRC are dropped before they get statistics of their own. With ``direct`` (and
     ``ssrcs``), their packets are taken as they are read off the socket
     (``internals.take_srtp``), not from aiortc's receive task; ``on_packet`` is then called
-    without being awaited, and REMB and NACK go out in tasks of their own.
+    without being awaited, and REMB and NACK go out in tasks of their own, and ``late`` is
+    told of packets dropped for waiting too long in a socket.
     """
 
     def __init__(
@@ -46,6 +47,7 @@ class ReceiverTap:
         ssrcs: Collection[int] | None = None,
         uplink: UplinkFeedback | None = None,
         direct: bool = False,
+        late: Callable[[int], None] | None = None,
     ) -> None:
         self.receiver = receiver
         self.media_ssrc: int | None = None
@@ -60,7 +62,7 @@ class ReceiverTap:
         internals.drop_estimator(receiver)  # aiortc's own; the uplink's measures instead
         if direct and ssrcs is not None:
             # Straight from the socket, in its callback; on_packet must then not await.
-            internals.take_srtp(receiver, list(ssrcs), self._handle_now)
+            internals.take_srtp(receiver, list(ssrcs), self._handle_now, late or _ignore)
         self._codecs = tables.codecs
         self._rtx_ssrc = tables.rtx_ssrc
         self._streams = tables.streams
@@ -128,3 +130,7 @@ def _spawn(work: Coroutine[Any, Any, None]) -> None:
 def _log_failure(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.debug("RTCP send failed: %s", task.exception())
+
+
+def _ignore(packets: int) -> None:
+    pass

@@ -71,7 +71,7 @@ async def test_forwarded_media_is_counted_per_worker(tmp_path: Path) -> None:
         assert received > 0 and forwarded > 30
         # Each forwarded packet carries a payload: an SFrame header and tag at least.
         assert octets > 10 * forwarded
-        for reason in ("foreign", "rate_limited"):
+        for reason in ("foreign", "rate_limited", "late"):
             dropped = {"reason": reason, **worker}
             assert value(samples, "conclave_relay_dropped_packets_total", **dropped) == 0
         memory = value(samples, "conclave_relay_worker_resident_memory_bytes", **worker)

@@ -7,18 +7,21 @@ allocations, where aioice's transport has no socket and sends each datagram late
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from aioice import stun
 from aioice.turn import TurnTransport
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket, RtcpSrPacket, RtpPacket
 
 from bot.config import RelaySettings
 from bot.ice_servers import ice_servers_for
+from bot.rtc.internals import fastpath
 from bot.rtc.peer import make_peer_connection, prefer_codec
 from bot.rtc.receiving import ReceiverTap
 from bot.rtc.sending import SenderTap, SilentTrack
@@ -111,7 +114,10 @@ async def test_fast_forward_audio_level(pair: Callable[..., Any]) -> None:  # no
 
 
 def _direct_tap(
-    receiver: RTCRtpReceiver, ssrcs: list[int], got: list[tuple[int, bytes, Any]]
+    receiver: RTCRtpReceiver,
+    ssrcs: list[int],
+    got: list[tuple[int, bytes, Any]],
+    late: Callable[[int], None] | None = None,
 ) -> ReceiverTap:
     """A video tap taking its packets off the socket, noting (sequence number, payload, the
     task that handled it: None for a socket's callback)."""
@@ -119,12 +125,41 @@ def _direct_tap(
     def on_packet(packet: RtpPacket) -> None:
         got.append((packet.sequence_number, packet.payload, asyncio.current_task()))
 
-    return ReceiverTap(receiver, "video", on_packet, ssrcs=ssrcs, direct=True)
+    return ReceiverTap(receiver, "video", on_packet, ssrcs=ssrcs, direct=True, late=late)
 
 
 def _key_packet(seq: int) -> RtpPacket:
     payload = KEY_FRAME[:1100]
     return RtpPacket(payload_type=1, sequence_number=seq, timestamp=seq * 3000, payload=payload)
+
+
+async def _tapped_pair(
+    make_pair: Callable[..., Any],
+    got: list[tuple[int, bytes, Any]],
+    late: Callable[[int], None] | None = None,
+    remb: list[tuple[int, list[int]]] | None = None,
+) -> tuple[Pair, SenderTap, Any]:
+    """A connected pair whose receiving side's video is a ``_direct_tap`` noting in ``got``,
+    with the sender's fast path (and its REMBs in ``remb``); packets 1000 to 1009 sent and
+    taken."""
+
+    def tap(p: Pair) -> None:
+        sender = p.sending.sender
+        receiver = p.b.getTransceivers()[0].receiver
+        _direct_tap(receiver, [sender._ssrc, sender._rtx_ssrc], got, late)
+
+    p = await make_pair(SilentTrack("video", "owner-video"), before_answer=tap)
+    sending = SenderTap(p.sending)
+    if remb is not None:
+        record_remb(p.sending.sender, remb)
+    await eventually(sending.ready, "the sender started")
+    await eventually(lambda: p.b.connectionState == "connected", "connected")
+    fast = sending.fast
+    assert fast is not None
+    for seq in range(1000, 1010):
+        assert fast.forward(_key_packet(seq), seq, None, b"\x00\x00\x01", 0, 0)
+    await eventually(lambda: len(got) == 10, "the tap got the first 10 packets")
+    return p, sending, fast
 
 
 async def test_take_srtp_reads_media_off_the_socket_after_what_aiortc_holds(
@@ -135,24 +170,8 @@ async def test_take_srtp_reads_media_off_the_socket_after_what_aiortc_holds(
     while Connection._queue still holds datagrams for aiortc's receive task: those come first.
     RTCP stays with aiortc, and the tap's REMB reaches the sender."""
     got: list[tuple[int, bytes, Any]] = []
-    taps: list[ReceiverTap] = []
-
-    def tap(p: Pair) -> None:
-        sender = p.sending.sender
-        receiver = p.b.getTransceivers()[0].receiver
-        taps.append(_direct_tap(receiver, [sender._ssrc, sender._rtx_ssrc], got))
-
-    p = await pair(SilentTrack("video", "owner-video"), before_answer=tap)
-    sending = SenderTap(p.sending)
     remb: list[tuple[int, list[int]]] = []
-    record_remb(p.sending.sender, remb)
-    await eventually(sending.ready, "the sender started")
-    await eventually(lambda: p.b.connectionState == "connected", "connected")
-    fast = sending.fast
-    assert fast is not None
-    for seq in range(1000, 1010):
-        assert fast.forward(_key_packet(seq), seq, None, b"\x00\x00\x01", 0, 0)
-    await eventually(lambda: len(got) == 10, "the tap got the 10 packets")
+    p, sending, _ = await _tapped_pair(pair, got, remb=remb)
     assert [(seq, task) for seq, _, task in got] == [(s, None) for s in range(1000, 1010)]
     assert {payload for _, payload, _ in got} == {KEY_FRAME[:1100]}
     await eventually(lambda: bool(remb), "the tap's REMB reached the sender")
@@ -196,6 +215,42 @@ async def test_take_srtp_reads_media_off_the_socket_after_what_aiortc_holds(
         ),
         "statistics of the tap's packets and a sender report",
     )
+
+
+async def test_a_socket_fallen_behind_is_drained_stale_media_dropped_stun_answered(
+    pair: Callable[..., Any],  # noqa: F811
+) -> None:
+    """A worker that falls behind finds a socket's receive queue deep: media that waited there
+    past MAX_WAIT_NS is dropped unread and counted, while a STUN request queued behind it (a
+    consent check wants its answer within 0.5 s) and fresh media are handled at once. Here the
+    loop is held (a blocking sleep) while 150 packets, a STUN request and 5 more queue up."""
+    got: list[tuple[int, bytes, Any]] = []
+    late: list[int] = []
+    p, _, fast = await _tapped_pair(pair, got, late.append)
+
+    receiving = p.b.getTransceivers()[0].receiver.transport.transport._connection
+    address = receiving._nominated[1].protocol.transport.get_extra_info("sockname")[:2]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        probe.setblocking(False)
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        stale = range(2000, 2150)
+        for seq in stale:
+            assert fast.forward(_key_packet(seq), seq, None, b"\x00\x00\x01", 0, 0)
+        probe.sendto(bytes(request), address)
+        time.sleep((fastpath.MAX_WAIT_NS + 50_000_000) / 1e9)  # the loop is held: they wait
+        fresh = range(2150, 2155)
+        for seq in fresh:
+            assert fast.forward(_key_packet(seq), seq, None, b"\x00\x00\x01", 0, 0)
+
+        await eventually(lambda: {seq for seq, _, _ in got} >= set(fresh), "the fresh packets")
+        answer = stun.parse_message(probe.recv(2048))  # raises if nothing came back
+        assert answer.transaction_id == request.transaction_id
+        handled = [seq for seq, _, _ in got[10:] if seq in stale]
+        # Only those read before the queue was next measured got through; the rest were dropped.
+        assert len(handled) < fastpath.CHECK_EVERY
+        assert sum(late) == len(stale) - len(handled)
+        assert [seq for seq, _, _ in got[10:]] == [*handled, *fresh]
 
 
 async def test_fast_path_through_turn_allocations(tmp_path: Path) -> None:

@@ -11,7 +11,10 @@ cryptography, is most of a worker's CPU. The two hooks here keep aiortc for ever
   SRTP of the given SSRCs itself, with the transport's ``_rx_srtp`` (the ``InboundGuard``),
   parses it with the transport's ``_rtp_header_extensions_map`` and calls the handler there
   and then. While the connection's queue (``Connection._queue``) still holds datagrams the
-  stock path has not read, packets go the stock way, so none overtakes another.
+  stock path has not read, packets go the stock way, so none overtakes another. A socket
+  whose receive queue has grown deep (the worker has fallen behind) is drained there and
+  then: what waited longer than ``MAX_WAIT_NS`` is dropped if it is RTP, and everything else
+  (STUN above all: ICE consent checks want an answer within 0.5 s) is handled at once.
 - ``FastForward``: one subscriber sender's packets: the header rewritten in a template,
   protected in place with the DTLS transport's libsrtp context (``_tx_srtp``; pylibsrtp's
   ``Session._srtp``) and written with one ``sendto`` to the selected pair
@@ -24,7 +27,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -38,6 +43,23 @@ from aiortc.rtp import RTP_HISTORY_SIZE, RtcpSrPacket, RtpPacket
 log = logging.getLogger(__name__)
 
 RtpHandler = Callable[[RtpPacket, int], None]  # (packet, arrival time in NTP-epoch ms)
+LateHandler = Callable[[int], None]  # RTP packets just dropped for waiting too long
+
+# A worker that cannot keep up finds each socket's receive queue full (aioice asks for 256 KiB,
+# some 190 full-size packets): read one datagram per socket per loop turn, a packet then waits
+# hundreds of ms, and so do the STUN requests behind it. Every CHECK_EVERY datagrams a socket's
+# queue is measured (Linux: SO_MEMINFO); past DEEP_QUEUE_BYTES it is drained at once, each
+# datagram with its arrival time (SO_TIMESTAMPNS), RTP that waited past MAX_WAIT_NS dropped.
+# A GC pause or a key-frame burst leaves packets younger than that: they are all forwarded.
+MAX_WAIT_NS: Final = 200_000_000
+DEEP_QUEUE_BYTES: Final = 96 * 1024  # kernel accounting: some 40 full-size packets
+CHECK_EVERY: Final = 8
+DRAIN_AT_MOST: Final = 512
+_LINUX: Final = sys.platform.startswith("linux")
+_SO_MEMINFO: Final = 55  # <linux/sock_diag.h>: u32s, [0] the receive queue's bytes
+_SO_TIMESTAMPNS: Final = 35  # <asm-generic/socket.h>; also the control message type
+_TIMESPEC: Final = struct.Struct("@qq")
+_CMSG_BYTES: Final = socket.CMSG_SPACE(_TIMESPEC.size)
 
 _CONNECTED: Final = State.CONNECTED
 _NTP_EPOCH_MS: Final = 2_208_988_800_000  # 1900 to 1970, as aiortc.clock.current_ms counts
@@ -51,24 +73,27 @@ _MARKER_PT_SEQ_TS: Final = struct.Struct("!BHI")  # bytes 1 to 7 of an RTP heade
 # --- receiving ------------------------------------------------------------------------------
 
 
-def take_srtp(receiver: RTCRtpReceiver, ssrcs: Sequence[int], handler: RtpHandler) -> None:
+def take_srtp(
+    receiver: RTCRtpReceiver, ssrcs: Sequence[int], handler: RtpHandler, late: LateHandler
+) -> None:
     """Hand RTP of ``ssrcs`` arriving on ``receiver``'s transport to ``handler`` as it is read
     off the socket. The sockets are taken over once DTLS has keyed SRTP (``_setup_srtp``),
     when all are gathered; packets arriving once the receiver stopped (``_enabled``) are
-    dropped, like the stock path drops them."""
+    dropped, like the stock path drops them. ``late`` hears of RTP dropped for waiting too
+    long in a socket (the transport's first ``late`` does, for all its receivers)."""
     r: Any = receiver
     transport: Any = receiver.transport
     table: dict[int, RtpHandler] | None = getattr(transport, "_conclave_rtp", None)
     if table is None:
         table = transport._conclave_rtp = {}
         if transport._rx_srtp is not None:
-            _read_srtp(transport, table)
+            _read_srtp(transport, table, late)
         else:
             stock_setup = transport._setup_srtp
 
             def setup() -> None:
                 stock_setup()
-                _read_srtp(transport, table)
+                _read_srtp(transport, table, late)
 
             transport._setup_srtp = setup
 
@@ -80,10 +105,65 @@ def take_srtp(receiver: RTCRtpReceiver, ssrcs: Sequence[int], handler: RtpHandle
         table[ssrc] = enabled_only
 
 
-def _read_srtp(transport: Any, table: dict[int, RtpHandler]) -> None:
+def _read_srtp(transport: Any, table: dict[int, RtpHandler], late: LateHandler) -> None:
     connection = transport.transport._connection
     for protocol in connection._protocols:
-        protocol.datagram_received = _reader(transport, connection._queue, table, protocol)
+        handle = _reader(transport, connection._queue, table, protocol)
+        sock = getattr(protocol.transport, "_sock", None)  # None: a TURN allocation
+        if _LINUX and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            handle = _draining(handle, sock, late)
+        protocol.datagram_received = handle
+
+
+def _is_rtp(data: bytes) -> bool:
+    # RTP or RTCP (RFC 7983), and not one of RTCP's packet types (RFC 5761)
+    return len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 224
+
+
+def _draining(handle: Any, sock: socket.socket, late: LateHandler) -> Any:
+    """``handle``, and every CHECK_EVERY datagrams a look at ``sock``'s receive queue: grown
+    deep, it is drained (see MAX_WAIT_NS)."""
+    count = 0
+
+    def datagram_received(data: bytes, addr: tuple[str, int]) -> None:
+        nonlocal count
+        handle(data, addr)
+        count += 1
+        if count % CHECK_EVERY:
+            return
+        try:
+            queued = int.from_bytes(
+                sock.getsockopt(socket.SOL_SOCKET, _SO_MEMINFO, 4), sys.byteorder
+            )
+        except OSError:
+            return  # closed meanwhile
+        if queued > DEEP_QUEUE_BYTES:
+            _drain(handle, sock, late)
+
+    return datagram_received
+
+
+def _drain(handle: Any, sock: socket.socket, late: LateHandler) -> None:
+    oldest = time.time_ns() - MAX_WAIT_NS  # the clock the kernel stamps arrivals with
+    dropped = 0
+    for _ in range(DRAIN_AT_MOST):
+        try:
+            data, ancillary, _, addr = sock.recvmsg(_BUFFER_BYTES, _CMSG_BYTES)
+        except OSError:  # BlockingIOError once it is empty
+            break
+        if ancillary and _is_rtp(data):
+            level, kind, stamp = ancillary[0]
+            if (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(
+                stamp
+            ) == _TIMESPEC.size:
+                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+                if seconds * 1_000_000_000 + nanoseconds < oldest:
+                    dropped += 1
+                    continue
+        handle(data, addr)
+    if dropped:
+        late(dropped)
 
 
 def _reader(transport: Any, queued: Any, table: dict[int, RtpHandler], protocol: Any) -> Any:
@@ -95,9 +175,7 @@ def _reader(transport: Any, queued: Any, table: dict[int, RtpHandler], protocol:
     def datagram_received(data: bytes, addr: tuple[str, int]) -> None:
         nonlocal failed
         if (
-            len(data) > 12
-            and 127 < data[0] < 192  # RTP or RTCP (RFC 7983)
-            and not 191 < data[1] < 224  # RTCP packet types (RFC 5761)
+            _is_rtp(data)
             and transport._state is _CONNECTED
             and queued.empty()  # else this one would overtake what the stock path holds
         ):
