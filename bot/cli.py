@@ -134,7 +134,7 @@ def _join(args: argparse.Namespace) -> int:
 
 
 def _relay(args: argparse.Namespace, settings: Settings) -> int:
-    from bot.relay.worker import run_worker
+    from bot.relay.worker import freeze_startup_heap, run_worker
 
     relay = settings.relay
     if not relay.secret:
@@ -150,6 +150,7 @@ def _relay(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(args.core_url, worker_id, relay, stop=stop)
 
+    freeze_startup_heap()
     asyncio.run(serve())
     return 0
 

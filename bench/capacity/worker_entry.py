@@ -11,10 +11,12 @@ limit is raised out of the way (the fan-out case's one publisher sends far more 
 With ``BENCH_WORKER_GC=1`` in its environment the worker prints, when it exits, how long its
 garbage collections paused it, per generation (a pause holds every packet in the queues), and
 the kinds of object the collector tracks most of.
-Two more settings are for measuring what they would be worth in the worker, not what it does:
+A build that has ``bot.relay.worker.freeze_startup_heap`` gets it called, as ``conclave relay``
+does. Two more settings are for measuring what they would be worth, not what the worker does:
 ``BENCH_WORKER_GC_FREEZE`` (``1``: ``gc.freeze()`` once everything is imported, so full
-collections skip the start-up objects; a number: that too, and that generation-0 threshold)
-and ``BENCH_WORKER_UVLOOP=1`` (uvloop's event loop; uvloop is not a dependency of Conclave).
+collections skip the start-up objects, in a build without it too; a number: that, and that
+generation-0 threshold) and ``BENCH_WORKER_UVLOOP=1`` (uvloop's event loop; uvloop is not a
+dependency of Conclave).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def report_gc_pauses() -> None:
 
 def main(core_url: str, worker_id: str, root: str) -> None:
     import bot
+    import bot.relay.worker
     from bot.config import RelaySettings
     from bot.relay.worker import run_worker
     from bot.secret import Secret
@@ -78,6 +81,10 @@ def main(core_url: str, worker_id: str, root: str) -> None:
     logging.basicConfig(level=logging.WARNING)
     if os.environ.get(GC_ENV):
         report_gc_pauses()
+    # As ``conclave relay`` does, in a build that has it.
+    freeze_startup_heap = getattr(bot.relay.worker, "freeze_startup_heap", None)
+    if freeze_startup_heap is not None:
+        freeze_startup_heap()
     if freeze := os.environ.get(GC_FREEZE_ENV):
         gc.collect()
         gc.freeze()
