@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from bot.errors import MessageTooLarge, ProtocolError, UnknownMessageType
 from bot.signaling.envelope import encode
+from bot.signaling.messages import MAX_SDP
 
 __all__ = ["decode", "encode"]
 
@@ -43,7 +44,7 @@ TO_CORE: Final = frozenset({READY, LOAD, RESULT, OFFER, PEER_LOST, ERROR})
 
 ROOM_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 PARTICIPANT_ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,48}")
-MAX_SDP_CHARS: Final = 200_000
+MAX_SDP_CHARS: Final = MAX_SDP  # the descriptions clients send, which the core passes on
 # A load figure beyond this is a lie or a bug; below zero it would win every room.
 MAX_COUNT: Final = 1_000_000
 

@@ -225,11 +225,11 @@ class ForwardedTrack:
         """The subscriber's answer was applied: a line that waits for a key frame and can
         now receive one asks for it at once, not with the publisher's next packet (a frame
         interval later, at worst). On a transport still connecting, ``forward`` asks later."""
-        line = self.transceiver
+        transceiver = self.transceiver
         if (
             self._awaiting_keyframe
-            and line.sender.transport.state == "connected"
-            and line.currentDirection == "sendonly"
+            and transceiver.sender.transport.state == "connected"
+            and transceiver.currentDirection == "sendonly"
         ):
             self.track.request_keyframe()
 

@@ -22,7 +22,7 @@ from bot.signaling.envelope import MAX_MESSAGE_BYTES, PROTOCOL_VERSION, decode
 MAX_ID: Final = 64
 MAX_TOKEN: Final = 256
 MAX_KEY_PAYLOAD: Final = 16_384
-# As long as the relay takes (bot/relay/control.py MAX_SDP_CHARS): some 80 participants' lines.
+# Some 80 participants' lines; the relay's control channel takes the same (MAX_SDP_CHARS).
 MAX_SDP: Final = 200_000
 _BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
 

@@ -152,18 +152,22 @@ def _drain(handle: Any, sock: socket.socket, late: LateHandler) -> None:
             data, ancillary, _, addr = sock.recvmsg(_BUFFER_BYTES, _CMSG_BYTES)
         except OSError:  # BlockingIOError once it is empty
             break
-        if ancillary and _is_rtp(data):
-            level, kind, stamp = ancillary[0]
-            if (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(
-                stamp
-            ) == _TIMESPEC.size:
-                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
-                if seconds * 1_000_000_000 + nanoseconds < oldest:
-                    dropped += 1
-                    continue
+        if _arrived_ns(ancillary) < oldest and _is_rtp(data):
+            dropped += 1
+            continue
         handle(data, addr)
     if dropped:
         late(dropped)
+
+
+def _arrived_ns(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """The kernel's arrival time of a datagram ``recvmsg`` read; a datagram without one
+    (none should be) counts as just arrived."""
+    for level, kind, stamp in ancillary:
+        if (level, kind) == (socket.SOL_SOCKET, _SO_TIMESTAMPNS) and len(stamp) == _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+            return int(seconds * 1_000_000_000 + nanoseconds)
+    return time.time_ns()
 
 
 def _reader(transport: Any, queued: Any, table: dict[int, RtpHandler], protocol: Any) -> Any:
